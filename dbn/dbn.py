@@ -1,0 +1,215 @@
+"""Deep Belief Network: a stack of RBMs, each trained on the hidden activities of the one below.
+
+The DBN is a plain ``nn.Module``: ``transform`` gives top-layer features,
+``forward`` the logits of an optional softmax head (the stack used as a
+feed-forward net with weights W_l and hidden biases c_l), ``generate`` samples
+(Gibbs in the top RBM, then one top-down pass), and ``save``/``load`` keep it.
+
+References:
+    Hinton, Osindero & Teh (2006), "A fast learning algorithm for deep belief nets";
+    Hinton & Salakhutdinov (2006), "Reducing the dimensionality of data with neural networks".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dbn.rbm import RBM
+from dbn.units import get_units
+
+FORMAT = "dbn/1"
+MODEL_FILE = "dbn.pt"
+
+
+def _hidden_types(hidden: str | Sequence[str], n_layers: int) -> list[str]:
+    types = [hidden] * n_layers if isinstance(hidden, str) else list(hidden)
+    if len(types) != n_layers:
+        raise ValueError(f"hidden unit types: got {len(types)} for {n_layers} layers; give one name or one per layer")
+    return [get_units(t).name for t in types]
+
+
+class DBN(nn.Module):
+    """A stack of RBMs with sizes ``[n_visible, h_1, ..., h_L]`` and an optional classifier head.
+
+    Args:
+        sizes: layer sizes, the data dimension first; at least two entries.
+        visible: unit type of the data layer.
+        hidden: hidden unit type, one name for all layers or one per layer.
+        n_classes: add a softmax head with this many classes on top.
+        init_std: standard deviation of the RBMs' initial weights.
+        generator: random generator for the initial weights.
+    """
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        visible: str = "bernoulli",
+        hidden: str | Sequence[str] = "bernoulli",
+        n_classes: int | None = None,
+        init_std: float = 0.01,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        sizes = [int(s) for s in sizes]
+        if len(sizes) < 2:
+            raise ValueError(f"sizes needs the data dimension and at least one hidden layer, got {sizes}")
+        bad = [s for s in sizes if s < 1]
+        if bad:
+            raise ValueError(f"layer sizes must be >= 1, got {sizes}")
+        hidden_types = _hidden_types(hidden, len(sizes) - 1)
+        visible_types = [get_units(visible).name] + hidden_types[:-1]
+        self.layers = nn.ModuleList(
+            RBM(n_v, n_h, visible=vt, hidden=ht, init_std=init_std, generator=generator)
+            for n_v, n_h, vt, ht in zip(sizes[:-1], sizes[1:], visible_types, hidden_types)
+        )
+        self.head: nn.Linear | None = None
+        if n_classes is not None:
+            self.add_head(n_classes, generator=generator)
+
+    # --- structure ----------------------------------------------------------------------------
+    @property
+    def sizes(self) -> list[int]:
+        return [self.layers[0].n_visible] + [rbm.n_hidden for rbm in self.layers]
+
+    @property
+    def n_classes(self) -> int | None:
+        return None if self.head is None else self.head.out_features
+
+    def add_head(self, n_classes: int, generator: torch.Generator | None = None) -> nn.Linear:
+        """Put a fresh softmax (linear + cross-entropy) head with ``n_classes`` outputs on top."""
+        if int(n_classes) < 2:
+            raise ValueError(f"a classifier needs n_classes >= 2, got {n_classes}")
+        head = nn.Linear(self.sizes[-1], int(n_classes))
+        if generator is not None:
+            _xavier_(head, generator)
+        self.head = head.to(self.layers[0].weight)
+        return self.head
+
+    @torch.no_grad()
+    def reset_for_backprop(self, generator: torch.Generator | None = None) -> None:
+        """Random-initialise the stack as a sigmoid MLP (Glorot uniform, zero biases).
+
+        This is the ``pretrain=none`` baseline: the same architecture without pretraining,
+        initialised the standard way for sigmoid nets rather than with the tiny weights RBMs start from.
+        """
+        for rbm in self.layers:
+            bound = (6.0 / (rbm.n_visible + rbm.n_hidden)) ** 0.5
+            rbm.weight.copy_(torch.rand(rbm.weight.shape, generator=generator) * 2 * bound - bound)
+            rbm.hidden_bias.zero_()
+            rbm.visible_bias.zero_()
+        if self.head is not None:
+            _xavier_(self.head, generator)
+
+    # --- recognition (bottom-up) ----------------------------------------------------------------
+    def up(self, x: Tensor, n_layers: int | None = None, dropout: float = 0.0) -> Tensor:
+        """Propagate E[h | below] through the first ``n_layers`` RBMs (all by default).
+
+        Dropout (on each layer's output, only in training mode) is for fine-tuning.
+        """
+        layers = self.layers if n_layers is None else self.layers[:n_layers]
+        h = x
+        for rbm in layers:
+            h = rbm.hidden_mean(h)
+            if dropout > 0:
+                h = F.dropout(h, dropout, self.training)
+        return h
+
+    def forward(self, x: Tensor, dropout: float = 0.0) -> Tensor:
+        """Class logits if the DBN has a head, else top-layer features."""
+        h = self.up(x, dropout=dropout)
+        return h if self.head is None else self.head(h)
+
+    @torch.no_grad()
+    def transform(self, x: Tensor, batch_size: int = 4096) -> Tensor:
+        """Top-layer features E[h_L | x] for a data set, in batches, on the model's device."""
+        x = self._as_input(x)
+        return torch.cat([self.up(chunk) for chunk in x.split(batch_size)]) if len(x) else self.up(x)
+
+    @torch.no_grad()
+    def predict_proba(self, x: Tensor, batch_size: int = 4096) -> Tensor:
+        """Class probabilities softmax(head(features))."""
+        if self.head is None:
+            raise RuntimeError("this DBN has no classifier head; fine-tune it (finetune=...) or call add_head first")
+        x = self._as_input(x)
+        return torch.cat([self.head(self.up(chunk)).softmax(-1) for chunk in x.split(batch_size)])
+
+    def predict(self, x: Tensor, batch_size: int = 4096) -> Tensor:
+        """Most probable class per row."""
+        return self.predict_proba(x, batch_size).argmax(-1)
+
+    def _as_input(self, x) -> Tensor:
+        ref = self.layers[0].weight
+        x = torch.as_tensor(x).to(device=ref.device, dtype=ref.dtype)
+        if x.ndim > 2:
+            x = x.flatten(1)
+        if x.ndim != 2 or x.shape[1] != self.sizes[0]:
+            raise ValueError(f"expected input of shape (n, {self.sizes[0]}), got {tuple(x.shape)}")
+        return x
+
+    # --- generation (top-down) -------------------------------------------------------------------
+    @torch.no_grad()
+    def down(self, h: Tensor, sample: bool = False, generator: torch.Generator | None = None) -> Tensor:
+        """Top-down pass from the states of the top RBM's visible layer to data space (means at the bottom)."""
+        for i, rbm in enumerate(reversed(self.layers[:-1])):
+            mean = rbm.visible_mean(h)
+            bottom = i == len(self.layers) - 2
+            h = rbm.visible.sample(mean, generator) if (sample and not bottom) else mean
+        return h
+
+    @torch.no_grad()
+    def generate(self, n: int, steps: int = 1000, generator: torch.Generator | None = None) -> Tensor:
+        """Sample ``n`` data vectors: ``steps`` Gibbs sweeps in the top RBM from noise, then a top-down pass."""
+        top = self.layers[-1]
+        ref = top.weight
+        v = (torch.rand(n, top.n_visible, generator=generator, device=ref.device, dtype=ref.dtype) < 0.5).to(ref.dtype)
+        v = top.gibbs(v, steps, generator)
+        return self.down(v, sample=True, generator=generator)
+
+    # --- persistence ---------------------------------------------------------------------------------
+    def spec(self) -> dict:
+        return {
+            "format": FORMAT,
+            "sizes": self.sizes,
+            "visible": self.layers[0].visible.name,
+            "hidden": [rbm.hidden.name for rbm in self.layers],
+            "n_classes": self.n_classes,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write the DBN (structure and weights) to ``path``; a directory gets ``dbn.pt`` inside it."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / MODEL_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu() for k, v in self.state_dict().items()}
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save({**self.spec(), "state_dict": state}, tmp)
+        tmp.replace(path)  # atomic: a crash mid-write never leaves a broken model behind
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> DBN:
+        """Restore a DBN from a file written by :meth:`save` or from a run directory (its ``dbn.pt``)."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / MODEL_FILE
+        if not path.exists():
+            raise FileNotFoundError(f"no saved DBN at {path}; pass a run directory of dbn-train or a .pt file")
+        blob = torch.load(path, map_location=map_location, weights_only=True)
+        if blob.get("format") != FORMAT:
+            raise ValueError(f"{path} is not a saved DBN (format {blob.get('format')!r}, expected {FORMAT!r})")
+        model = cls(blob["sizes"], visible=blob["visible"], hidden=blob["hidden"], n_classes=blob["n_classes"])
+        model.load_state_dict(blob["state_dict"])
+        return model
+
+
+def _xavier_(linear: nn.Linear, generator: torch.Generator | None) -> None:
+    with torch.no_grad():
+        bound = (6.0 / (linear.in_features + linear.out_features)) ** 0.5
+        linear.weight.copy_(torch.rand(linear.weight.shape, generator=generator) * 2 * bound - bound)
+        linear.bias.zero_()

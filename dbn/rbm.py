@@ -1,0 +1,123 @@
+"""Restricted Boltzmann Machine as a plain ``nn.Module``.
+
+Energy of a joint state (Bernoulli hidden units):
+
+    E(v, h) = E_vis(v; b) - c·h - h·W·v
+
+with ``weight`` W of shape (n_hidden, n_visible) like ``nn.Linear``,
+``visible_bias`` b and ``hidden_bias`` c. Summing the hidden units out gives the
+free energy F(v) = E_vis(v; b) - Σ_j log Σ_{h_j} exp(h_j (c_j + W_j·v)), so that
+p(v) = exp(-F(v)) / Z.
+
+References:
+    Smolensky (1986); Hinton (2002), "Training products of experts by minimizing
+    contrastive divergence"; Hinton (2010), "A practical guide to training RBMs".
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from dbn.units import Units, get_units
+
+
+class RBM(nn.Module):
+    """A bipartite undirected model of visible and hidden units.
+
+    Args:
+        n_visible: number of visible units.
+        n_hidden: number of hidden units.
+        visible: visible unit type, by name (``"bernoulli"``) or instance.
+        hidden: hidden unit type, by name or instance.
+        init_std: standard deviation of the initial weights (Hinton 2010: 0.01).
+        generator: random generator for the initial weights.
+    """
+
+    def __init__(
+        self,
+        n_visible: int,
+        n_hidden: int,
+        visible: str | Units = "bernoulli",
+        hidden: str | Units = "bernoulli",
+        init_std: float = 0.01,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        if int(n_visible) < 1:
+            raise ValueError(f"n_visible must be >= 1, got {n_visible}")
+        if int(n_hidden) < 1:
+            raise ValueError(f"n_hidden must be >= 1, got {n_hidden}")
+        if init_std < 0:
+            raise ValueError(f"init_std must be >= 0, got {init_std}")
+        self.n_visible, self.n_hidden = int(n_visible), int(n_hidden)
+        self.visible, self.hidden = get_units(visible), get_units(hidden)
+        self.weight = nn.Parameter(torch.randn(self.n_hidden, self.n_visible, generator=generator) * init_std)
+        self.visible_bias = nn.Parameter(torch.zeros(self.n_visible))
+        self.hidden_bias = nn.Parameter(torch.zeros(self.n_hidden))
+
+    def extra_repr(self) -> str:
+        return f"n_visible={self.n_visible}, n_hidden={self.n_hidden}, visible={self.visible.name}, hidden={self.hidden.name}"
+
+    # --- pre-activations and conditionals -------------------------------------------------
+    def hidden_pre(self, v: Tensor) -> Tensor:
+        """Total input to the hidden units, c + W·v.  (batch, n_visible) -> (batch, n_hidden)"""
+        return torch.addmm(self.hidden_bias, v, self.weight.t())
+
+    def visible_pre(self, h: Tensor) -> Tensor:
+        """Total input to the visible units, b + Wᵀ·h.  (batch, n_hidden) -> (batch, n_visible)"""
+        return torch.addmm(self.visible_bias, h, self.weight)
+
+    def hidden_mean(self, v: Tensor) -> Tensor:
+        """E[h | v], i.e. p(h_j = 1 | v) = sigmoid(c_j + W_j·v) for Bernoulli units."""
+        return self.hidden.mean(self.hidden_pre(v))
+
+    def visible_mean(self, h: Tensor) -> Tensor:
+        """E[v | h], i.e. p(v_i = 1 | h) = sigmoid(b_i + Wᵀ_i·h) for Bernoulli units."""
+        return self.visible.mean(self.visible_pre(h))
+
+    def sample_hidden(self, v: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """Draw h ~ p(h | v); returns (mean, sample)."""
+        mean = self.hidden_mean(v)
+        return mean, self.hidden.sample(mean, generator)
+
+    def sample_visible(self, h: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """Draw v ~ p(v | h); returns (mean, sample)."""
+        mean = self.visible_mean(h)
+        return mean, self.visible.sample(mean, generator)
+
+    # --- energies ---------------------------------------------------------------------------
+    def energy(self, v: Tensor, h: Tensor) -> Tensor:
+        """E(v, h) = E_vis(v; b) - c·h - h·W·v.  (batch, n_visible), (batch, n_hidden) -> (batch,)"""
+        return self.visible.energy(v, self.visible_bias) - h @ self.hidden_bias - ((h @ self.weight) * v).sum(-1)
+
+    def free_energy(self, v: Tensor, hidden_pre: Tensor | None = None) -> Tensor:
+        """F(v) = E_vis(v; b) - Σ_j log Σ_{h_j} exp(h_j (c_j + W_j·v)).  (batch, n_visible) -> (batch,)
+
+        For Bernoulli units this is F(v) = -b·v - Σ_j softplus(c_j + W_j·v).
+
+        Args:
+            v: visible states.
+            hidden_pre: ``hidden_pre(v)`` when the caller already has it (saves a matrix product).
+        """
+        pre = self.hidden_pre(v) if hidden_pre is None else hidden_pre
+        return self.visible.energy(v, self.visible_bias) - self.hidden.log_partition(pre)
+
+    # --- sampling ---------------------------------------------------------------------------
+    def gibbs(self, v: Tensor, steps: int = 1, generator: torch.Generator | None = None) -> Tensor:
+        """Run ``steps`` full Gibbs sweeps v -> h -> v from ``v``; returns the sampled visible states."""
+        if steps < 0:
+            raise ValueError(f"steps must be >= 0, got {steps}")
+        for _ in range(steps):
+            _, h = self.sample_hidden(v, generator)
+            _, v = self.sample_visible(h, generator)
+        return v
+
+    def reconstruct(self, v: Tensor) -> Tensor:
+        """Mean-field reconstruction E[v | h = E[h | v]]."""
+        return self.visible_mean(self.hidden_mean(v))
+
+    @torch.no_grad()
+    def init_visible_bias(self, data_mean: Tensor) -> None:
+        """Set b so that the visible units start at the data's mean (Hinton 2010, section 8.1)."""
+        self.visible_bias.copy_(self.visible.bias_for_mean(data_mean.to(self.visible_bias)))

@@ -1,0 +1,7 @@
+"""Lightning side of dbn: one-layer RBM training, greedy pretraining, fine-tuning, the dbn-train pipeline."""
+
+from dbn.training.finetune import FineTuneModule
+from dbn.training.pretrain import greedy_pretrain, hidden_probabilities, layer_schedules
+from dbn.training.rbm_module import RBMModule
+
+__all__ = ["FineTuneModule", "RBMModule", "greedy_pretrain", "hidden_probabilities", "layer_schedules"]

@@ -1,0 +1,80 @@
+"""Discriminative fine-tuning of a DBN stack with a softmax head, by backprop."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchmetrics.classification import MulticlassAccuracy
+
+from dbn.dbn import DBN
+
+
+class FineTuneModule(L.LightningModule):
+    """Train a DBN with a head as a feed-forward classifier (cross-entropy).
+
+    The feed-forward net is the DBN's own bottom-up pass, so fine-tuning updates
+    the RBMs' weights and hidden biases in place and the DBN saved afterwards is
+    the fine-tuned classifier.
+
+    Args:
+        dbn: a DBN with a head (see :meth:`DBN.add_head`).
+        optimizer: a partial optimizer, ``optimizer(params) -> torch.optim.Optimizer``
+            (from config: ``{_target_: torch.optim.Adam, _partial_: true, lr: 1e-3}``).
+        scheduler: optional partial LR scheduler, ``scheduler(optimizer)``, stepped per epoch.
+        dropout: dropout on each hidden layer's output during training.
+        log_prefix: prefix of the logged names.
+    """
+
+    def __init__(
+        self,
+        dbn: DBN,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., object] | None = None,
+        dropout: float = 0.0,
+        log_prefix: str = "finetune",
+    ) -> None:
+        super().__init__()
+        if dbn.head is None:
+            raise ValueError("FineTuneModule needs a DBN with a classifier head; call dbn.add_head(n_classes)")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.save_hyperparameters(ignore=["dbn", "optimizer", "scheduler"])
+        self.dbn, self.optimizer_factory, self.scheduler_factory = dbn, optimizer, scheduler
+        self.dropout, self.prefix = float(dropout), log_prefix
+        n = dbn.n_classes
+        # one metric object per stage, so epoch accumulation never mixes stages
+        self.train_acc, self.val_acc, self.test_acc = (MulticlassAccuracy(n, average="micro") for _ in range(3))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.dbn(x, dropout=self.dropout)
+
+    def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        acc = getattr(self, f"{stage}_acc")
+        acc(logits.detach(), y)
+        on_step = stage == "train"
+        self.log(f"{self.prefix}/{stage}/loss", loss.detach(), on_step=on_step, on_epoch=True, prog_bar=stage != "test", sync_dist=not on_step)
+        self.log(f"{self.prefix}/{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=stage == "val")
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._shared_step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._shared_step(batch, "test")
+
+    def configure_optimizers(self):
+        factory = self.optimizer_factory or (lambda params: torch.optim.Adam(params, lr=1e-3))
+        opt = factory(self.parameters())
+        if self.scheduler_factory is None:
+            return opt
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": self.scheduler_factory(opt), "interval": "epoch"}}

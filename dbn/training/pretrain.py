@@ -1,0 +1,117 @@
+"""Greedy layer-wise pretraining: each RBM trained by its own ``Trainer.fit`` on the layer below's hidden probabilities.
+
+References:
+    Hinton, Osindero & Teh (2006), "A fast learning algorithm for deep belief nets".
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable, Mapping
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from dbn.data.base import PretrainDataModule
+from dbn.dbn import DBN
+from dbn.rbm import RBM
+from dbn.training.rbm_module import RBMModule, check_schedule
+
+#: keys a layer schedule may set: RBMModule's arguments plus the batch size
+SCHEDULE_KEYS = tuple(p for p in inspect.signature(RBMModule).parameters if p not in ("rbm", "log_prefix")) + ("batch_size",)
+
+
+def layer_schedules(shared: Mapping, per_layer: Mapping | None, n_layers: int) -> list[dict]:
+    """One schedule per layer: the shared keys, overridden by ``per_layer[i]`` for layer i.
+
+    Raises:
+        ValueError: an unknown key or a layer index out of range, naming the fix.
+    """
+    unknown = sorted(set(shared) - set(SCHEDULE_KEYS))
+    if unknown:
+        raise ValueError(f"pretrain: unknown keys {unknown}; a layer schedule takes {sorted(SCHEDULE_KEYS)}")
+    per_layer = dict(per_layer or {})
+    schedules = [dict(shared) for _ in range(n_layers)]
+    for key, override in per_layer.items():
+        try:
+            i = int(key)
+        except (TypeError, ValueError):
+            raise ValueError(f"pretrain.layers keys are layer indices 0..{n_layers - 1}, got {key!r}") from None
+        if not 0 <= i < n_layers:
+            raise ValueError(f"pretrain.layers.{key}: the model has {n_layers} layers (indices 0..{n_layers - 1})")
+        bad = sorted(set(override or {}) - set(SCHEDULE_KEYS))
+        if bad:
+            raise ValueError(f"pretrain.layers.{key}: unknown keys {bad}; a layer schedule takes {sorted(SCHEDULE_KEYS)}")
+        schedules[i].update(override or {})
+    for i, s in enumerate(schedules):
+        if int(s.get("batch_size", 1)) < 1:
+            raise ValueError(f"layer {i}: batch_size must be >= 1, got {s['batch_size']}")
+        try:
+            check_schedule(**s)
+        except ValueError as e:
+            raise ValueError(f"layer {i}: {e}") from None
+    return schedules
+
+
+@torch.no_grad()
+def hidden_probabilities(rbm: RBM, x: Tensor, batch_size: int = 4096) -> Tensor:
+    """E[h | v] for a whole data set, on ``x``'s device, in batches (the next layer's data)."""
+    rbm = rbm.to(x.device)
+    return torch.cat([rbm.hidden_mean(chunk) for chunk in x.split(batch_size)])
+
+
+def greedy_pretrain(
+    dbn: DBN,
+    train_x: Tensor,
+    val_x: Tensor | None,
+    schedules: list[dict],
+    make_trainer: Callable[[int], L.Trainer],
+    monitor_size: int = 2000,
+    init_visible_bias: bool = True,
+    on_layer_end: Callable[[int, dict], None] | None = None,
+) -> list[dict]:
+    """Train ``dbn.layers`` bottom-up; returns each layer's final logged metrics and wall time.
+
+    Each layer's data is computed once, as the previous layer's hidden
+    probabilities on the trainer's device, and kept there for the next fit.
+
+    Args:
+        dbn: the stack to pretrain (in place).
+        train_x, val_x: data of the first layer; ``val_x`` may be None.
+        schedules: one dict of RBMModule arguments (plus ``batch_size``) per layer.
+        make_trainer: ``make_trainer(epochs) -> Trainer`` for one layer.
+        monitor_size: size of the training subset and held-out set whose free energies are compared.
+        init_visible_bias: start each layer's visible biases at the data's mean (Hinton 2010, 8.1).
+        on_layer_end: called with (layer index, metrics) after each layer, e.g. to save progress.
+    """
+    if len(schedules) != len(dbn.layers):
+        raise ValueError(f"got {len(schedules)} schedules for {len(dbn.layers)} layers")
+    results = []
+    for i, (rbm, schedule) in enumerate(zip(dbn.layers, schedules)):
+        schedule = dict(schedule)
+        batch_size = int(schedule.pop("batch_size", 64))
+        prefix = f"pretrain/layer{i}"
+        if init_visible_bias:
+            rbm.init_visible_bias(train_x.mean(0))
+        module = RBMModule(rbm, log_prefix=prefix, **schedule)
+        data = PretrainDataModule(train_x, val_x, batch_size=batch_size, monitor_size=monitor_size)
+        trainer = make_trainer(int(schedule.get("epochs", 10)))
+        start = time.perf_counter()
+        trainer.fit(module, datamodule=data)
+        seconds = time.perf_counter() - start
+        metrics = {
+            name.removeprefix(prefix + "/"): float(value)
+            for name, value in trainer.callback_metrics.items()
+            if name.startswith(prefix) and not name.endswith(("_step", "_epoch"))
+        }
+        device = trainer.strategy.root_device
+        train_x = hidden_probabilities(rbm, data.train_x.to(device))
+        val_x = None if val_x is None else hidden_probabilities(rbm, val_x.to(device))
+        result = {"layer": i, "n_visible": rbm.n_visible, "n_hidden": rbm.n_hidden, "epochs": trainer.current_epoch,
+                  "seconds": round(seconds, 2), **metrics}
+        results.append(result)
+        if on_layer_end is not None:
+            on_layer_end(i, result)
+    return results

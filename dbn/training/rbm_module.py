@@ -1,0 +1,167 @@
+"""One RBM layer trained with CD-k or persistent CD as a LightningModule."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch import Tensor
+from torchmetrics import MeanMetric
+
+from dbn.rbm import RBM
+from dbn.sampling import contrastive_divergence, cd_loss, sparsity_penalty
+from dbn.training.schedules import LR_SCHEDULES, lr_factor, momentum_at
+
+
+class RBMModule(L.LightningModule):
+    """Train an :class:`~dbn.rbm.RBM` by SGD on the CD (or PCD) gradient.
+
+    The loss is F(v_data) - F(v_model) with v_model fixed, so autograd gives the
+    CD estimate and Lightning's optimisation, gradient averaging under DDP and
+    precision plugins apply unchanged. Weight decay acts on the weights only.
+
+    Args:
+        rbm: the layer to train (updated in place).
+        k: Gibbs sweeps per update (CD-k / PCD-k).
+        persistent: keep ``n_chains`` persistent chains across batches (PCD); they are a buffer, one set per device.
+        n_chains: number of persistent chains.
+        lr: base learning rate.
+        momentum, final_momentum, momentum_switch_epoch: momentum schedule.
+        weight_decay: L2 cost on the weights.
+        sparsity_target, sparsity_cost: optional sparsity target for the mean hidden activation.
+        lr_schedule, lr_final: learning-rate schedule over ``epochs`` (``lr_final`` is a multiplier).
+        epochs: number of epochs the schedules span.
+        sample_visible: use a sampled rather than mean final visible state in CD.
+        log_prefix: prefix of every logged name, e.g. ``pretrain/layer0``.
+
+    References:
+        Hinton (2002) CD; Tieleman (2008) PCD; Hinton (2010) practical guide.
+    """
+
+    def __init__(
+        self,
+        rbm: RBM,
+        k: int = 1,
+        persistent: bool = False,
+        n_chains: int = 100,
+        lr: float = 0.05,
+        momentum: float = 0.5,
+        final_momentum: float = 0.9,
+        momentum_switch_epoch: int = 5,
+        weight_decay: float = 2e-4,
+        sparsity_target: float | None = None,
+        sparsity_cost: float = 0.0,
+        lr_schedule: str = "constant",
+        lr_final: float = 0.1,
+        epochs: int = 10,
+        sample_visible: bool = False,
+        log_prefix: str = "rbm",
+    ) -> None:
+        super().__init__()
+        check_schedule(k=k, n_chains=n_chains, lr=lr, momentum=momentum, final_momentum=final_momentum,
+                       weight_decay=weight_decay, sparsity_target=sparsity_target, sparsity_cost=sparsity_cost,
+                       lr_schedule=lr_schedule, lr_final=lr_final, epochs=epochs)
+        self.save_hyperparameters(ignore=["rbm"])
+        self.rbm = rbm
+        self.prefix = log_prefix
+        self.register_buffer("chains", torch.zeros(n_chains if persistent else 0, rbm.n_visible))
+        self.register_buffer("chains_ready", torch.tensor(False))
+        self.register_buffer("q_running", torch.zeros(rbm.n_hidden))
+        self.fe_val, self.fe_train, self.recon_val = MeanMetric(), MeanMetric(), MeanMetric()
+
+    # --- training -------------------------------------------------------------------------------------
+    def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
+        v = batch[0]
+        hp = self.hparams
+        chains = self._persistent_chains(v) if hp.persistent else None
+        step = contrastive_divergence(self.rbm, v, k=hp.k, chains=chains, sample_visible=hp.sample_visible)
+        loss = cd_loss(self.rbm, step)
+        if hp.sparsity_target is not None and hp.sparsity_cost > 0:
+            loss = loss + sparsity_penalty(step.pre_data, self.q_running, hp.sparsity_target, hp.sparsity_cost, self.rbm.hidden.mean)
+        self.log(f"{self.prefix}/train/free_energy_diff", loss.detach(), on_step=True, on_epoch=True)
+        if step.recon is not None:
+            self.log(f"{self.prefix}/train/recon_error", (v - step.recon).square().mean(), on_step=True, on_epoch=True, prog_bar=True)
+        return loss
+
+    def _persistent_chains(self, v: Tensor) -> Tensor:
+        """PCD chains; the first batch seeds them with samples of the data (repeated if needed)."""
+        if not getattr(self, "_chains_checked", False):
+            if not bool(self.chains_ready):  # one host sync per fit, not per step
+                idx = torch.arange(len(self.chains), device=v.device) % len(v)
+                self.chains.copy_(self.rbm.visible.sample(v[idx]))
+                self.chains_ready.fill_(True)
+            self._chains_checked = True
+        return self.chains
+
+    def on_train_epoch_start(self) -> None:
+        hp = self.hparams
+        m = momentum_at(self.current_epoch, hp.momentum, hp.final_momentum, hp.momentum_switch_epoch)
+        opt = self.optimizers()
+        for group in opt.param_groups:
+            group["momentum"] = m
+        self.log(f"{self.prefix}/momentum", m, on_step=False, on_epoch=True)
+        self.log(f"{self.prefix}/lr", opt.param_groups[0]["lr"], on_step=False, on_epoch=True)
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        groups = [
+            {"params": [self.rbm.weight], "weight_decay": hp.weight_decay},
+            {"params": [self.rbm.visible_bias, self.rbm.hidden_bias], "weight_decay": 0.0},
+        ]
+        opt = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda epoch: lr_factor(hp.lr_schedule, epoch, hp.epochs, hp.lr_final)
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+    # --- monitoring -------------------------------------------------------------------------------------
+    def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int, dataloader_idx: int = 0) -> None:
+        v = batch[0]
+        pre = self.rbm.hidden_pre(v)
+        fe = self.rbm.free_energy(v, hidden_pre=pre)
+        if dataloader_idx == 0:
+            self.fe_val.update(fe)
+            recon = self.rbm.visible_mean(self.rbm.hidden.mean(pre))
+            self.recon_val.update((v - recon).square().mean(1))
+        else:
+            self.fe_train.update(fe)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.fe_val.update_count == 0:
+            return
+        fe_val, fe_train = self.fe_val.compute(), self.fe_train.compute()
+        self.log(f"{self.prefix}/val/recon_error", self.recon_val.compute())
+        self.log(f"{self.prefix}/val/free_energy", fe_val)
+        self.log(f"{self.prefix}/train_subset/free_energy", fe_train)
+        # Hinton's overfitting monitor: held-out data gets higher free energy than training data
+        self.log(f"{self.prefix}/free_energy_gap", fe_val - fe_train)
+        for metric in (self.fe_val, self.fe_train, self.recon_val):
+            metric.reset()
+
+
+def check_schedule(*, k=1, n_chains=100, lr=0.05, momentum=0.5, final_momentum=0.9, weight_decay=0.0,
+                   sparsity_target=None, sparsity_cost=0.0, lr_schedule="constant", lr_final=0.1, epochs=10, **_) -> None:
+    """Reject an impossible layer schedule with a message naming the key and the fix (other keys are ignored)."""
+    problems = []
+    if int(k) < 1:
+        problems.append(f"k must be >= 1 (Gibbs sweeps per update), got {k}")
+    if int(n_chains) < 1:
+        problems.append(f"n_chains must be >= 1, got {n_chains}")
+    if not lr > 0:
+        problems.append(f"lr must be > 0, got {lr}")
+    for name, m in (("momentum", momentum), ("final_momentum", final_momentum)):
+        if not 0 <= m < 1:
+            problems.append(f"{name} must be in [0, 1), got {m}")
+    if weight_decay < 0:
+        problems.append(f"weight_decay must be >= 0, got {weight_decay}")
+    if sparsity_target is not None and not 0 < sparsity_target < 1:
+        problems.append(f"sparsity_target must be in (0, 1) or null, got {sparsity_target}")
+    if sparsity_cost < 0:
+        problems.append(f"sparsity_cost must be >= 0, got {sparsity_cost}")
+    if lr_schedule not in LR_SCHEDULES:
+        problems.append(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
+    if not lr_final > 0:
+        problems.append(f"lr_final must be > 0 (a multiplier of lr), got {lr_final}")
+    if int(epochs) < 1:
+        problems.append(f"epochs must be >= 1, got {epochs}")
+    if problems:
+        raise ValueError("; ".join(problems))
