@@ -1,0 +1,17 @@
+"""Lightning DataModules holding whole data sets as tensors."""
+
+from dbn.data.arrays import ArraysDataModule
+from dbn.data.base import DataError, PretrainDataModule, TensorDataModule, batch_loader
+from dbn.data.digits import DigitsDataModule
+from dbn.data.idx import IdxDataModule, read_idx
+
+__all__ = [
+    "ArraysDataModule",
+    "DataError",
+    "DigitsDataModule",
+    "IdxDataModule",
+    "PretrainDataModule",
+    "TensorDataModule",
+    "batch_loader",
+    "read_idx",
+]

@@ -1,0 +1,216 @@
+"""In-memory tensor data modules.
+
+Every data set here fits in memory, so it is held as whole tensors and served
+in batches by indexing them (``__getitems__``): no per-sample Python calls, no
+collation. Batches are tuples ``(x,)`` or ``(x, y)``.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+
+class DataError(ValueError):
+    """A data set that cannot be trained on, with the reason and the fix."""
+
+
+class TensorBatches(Dataset):
+    """Tensors of equal length served a whole batch at a time."""
+
+    def __init__(self, *tensors: Tensor) -> None:
+        if not tensors or any(len(t) != len(tensors[0]) for t in tensors):
+            raise ValueError("TensorBatches needs tensors of equal length")
+        self.tensors = tensors
+
+    def __len__(self) -> int:
+        return len(self.tensors[0])
+
+    def __getitem__(self, i: int) -> tuple[Tensor, ...]:
+        return tuple(t[i] for t in self.tensors)
+
+    def __getitems__(self, indices: list[int]) -> tuple[Tensor, ...]:
+        idx = torch.as_tensor(indices, device=self.tensors[0].device)
+        return tuple(t[idx] for t in self.tensors)
+
+
+def _whole_batch(batch):
+    return batch
+
+
+def batch_loader(*tensors: Tensor, batch_size: int, shuffle: bool = False, drop_last: bool = False) -> DataLoader:
+    """A DataLoader over in-memory tensors; Lightning can still swap in a DistributedSampler."""
+    return DataLoader(
+        TensorBatches(*tensors), batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, collate_fn=_whole_batch
+    )
+
+
+def as_features(x, what: str) -> Tensor:
+    """Data as a float32 (n, d) tensor, images flattened; rejects empty, NaN or infinite data."""
+    x = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x)
+    if x.ndim == 1:
+        raise DataError(f"{what} is 1-D (shape {tuple(x.shape)}); features need shape (n_samples, n_features)")
+    x = x.flatten(1).to(torch.float32)
+    if len(x) == 0 or x.shape[1] == 0:
+        raise DataError(f"{what} is empty (shape {tuple(x.shape)}); check the data path and filters")
+    if not torch.isfinite(x).all():
+        n_bad = int((~torch.isfinite(x)).sum())
+        raise DataError(f"{what} holds {n_bad} NaN or infinite values; remove or impute them before training")
+    return x
+
+
+def as_labels(y, n: int, what: str) -> Tensor:
+    """Labels as an int64 (n,) tensor of class indices."""
+    y = torch.as_tensor(np.asarray(y) if not isinstance(y, Tensor) else y).reshape(-1)
+    if len(y) != n:
+        raise DataError(f"{what} has {len(y)} labels for {n} samples; they must match one to one")
+    if y.is_floating_point():
+        if not torch.isfinite(y).all() or not torch.equal(y, y.round()):
+            raise DataError(f"{what} must hold integer class labels 0..C-1, found non-integer values")
+    y = y.to(torch.int64)
+    if len(y) and int(y.min()) < 0:
+        raise DataError(f"{what} must hold class labels 0..C-1, found {int(y.min())}")
+    return y
+
+
+class TensorDataModule(L.LightningDataModule):
+    """A labelled (or unlabelled) data set held in memory, split into train / val / test.
+
+    Subclasses implement :meth:`load`. The validation split is cut from the
+    training data with a seeded permutation; the test split is the source's own.
+
+    Args:
+        batch_size: batch size of every loader (the pipeline sets it per stage).
+        val_fraction: share of the training data held out for validation (0 for none).
+        binarize: None, ``"threshold"`` (x > 0.5) or ``"sample"`` (x ~ Bernoulli(x), drawn once with ``seed``).
+        seed: seed of the split and of the binarisation.
+    """
+
+    def __init__(self, batch_size: int = 64, val_fraction: float = 0.1, binarize: str | None = None, seed: int = 0) -> None:
+        super().__init__()
+        if int(batch_size) < 1:
+            raise DataError(f"batch_size must be >= 1, got {batch_size}")
+        if not 0.0 <= float(val_fraction) < 1.0:
+            raise DataError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        if binarize not in (None, False, "threshold", "sample"):
+            raise DataError(f"binarize must be null, 'threshold' or 'sample', got {binarize!r}")
+        self.batch_size, self.val_fraction, self.binarize, self.seed = int(batch_size), float(val_fraction), binarize or None, seed
+        self.train_x = self.train_y = self.val_x = self.val_y = self.test_x = self.test_y = None
+
+    # subclasses ------------------------------------------------------------------------------------
+    def load(self) -> dict:
+        """Return ``{"x_train", "y_train", "x_test", "y_test"}`` (labels and test may be None)."""
+        raise NotImplementedError
+
+    # Lightning hooks ---------------------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_x is not None:
+            return
+        raw = self.load()
+        x = as_features(raw["x_train"], "training data")
+        y = None if raw.get("y_train") is None else as_labels(raw["y_train"], len(x), "training labels")
+        if raw.get("x_test") is not None:
+            self.test_x = as_features(raw["x_test"], "test data")
+            if self.test_x.shape[1] != x.shape[1]:
+                raise DataError(f"test data has {self.test_x.shape[1]} features but training data has {x.shape[1]}")
+            if raw.get("y_test") is not None:
+                self.test_y = as_labels(raw["y_test"], len(self.test_x), "test labels")
+        gen = torch.Generator().manual_seed(int(self.seed))
+        x = self._binarized(x, gen)
+        if self.test_x is not None:
+            self.test_x = self._binarized(self.test_x, gen)
+        n_val = int(round(self.val_fraction * len(x)))
+        if n_val and len(x) - n_val < 1:
+            raise DataError(f"val_fraction={self.val_fraction} leaves no training data out of {len(x)} samples")
+        perm = torch.randperm(len(x), generator=gen)
+        train_idx, val_idx = perm[n_val:], perm[:n_val]
+        self.train_x = x[train_idx]
+        self.train_y = None if y is None else y[train_idx]
+        if n_val:
+            self.val_x = x[val_idx]
+            self.val_y = None if y is None else y[val_idx]
+
+    def _binarized(self, x: Tensor, gen: torch.Generator) -> Tensor:
+        if self.binarize == "threshold":
+            return (x > 0.5).to(x.dtype)
+        if self.binarize == "sample":
+            if float(x.min()) < 0 or float(x.max()) > 1:
+                raise DataError("binarize='sample' needs values in [0, 1]; scale the data first")
+            return torch.bernoulli(x, generator=gen)
+        return x
+
+    def _loader(self, x: Tensor | None, y: Tensor | None, shuffle: bool) -> DataLoader | list:
+        if x is None:
+            return []
+        tensors = (x,) if y is None else (x, y)
+        return batch_loader(*tensors, batch_size=self.batch_size, shuffle=shuffle)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_x, self.train_y, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self._loader(self.val_x, self.val_y, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader | list:
+        return self._loader(self.test_x, self.test_y, shuffle=False)
+
+    # facts ---------------------------------------------------------------------------------------------
+    @property
+    def n_features(self) -> int:
+        return int(self.train_x.shape[1])
+
+    @property
+    def n_classes(self) -> int | None:
+        if self.train_y is None:
+            return None
+        ys = [t for t in (self.train_y, self.val_y, self.test_y) if t is not None]
+        return int(max(int(t.max()) for t in ys)) + 1
+
+    def describe(self) -> dict:
+        return {
+            "name": type(self).__name__,
+            "n_features": self.n_features,
+            "n_classes": self.n_classes,
+            "n_train": len(self.train_x),
+            "n_val": 0 if self.val_x is None else len(self.val_x),
+            "n_test": 0 if self.test_x is None else len(self.test_x),
+        }
+
+
+class PretrainDataModule(L.LightningDataModule):
+    """Unlabelled data of one RBM layer: training batches, plus two monitoring sets.
+
+    Validation serves the held-out data (loader 0) and a training subset of the
+    same size (loader 1), so the free energies of both can be compared
+    (Hinton 2010, section 6: a growing gap means overfitting). The tensors are
+    moved to the trainer's device once, in ``setup``.
+    """
+
+    def __init__(self, train_x: Tensor, val_x: Tensor | None, batch_size: int, monitor_size: int = 2000, on_device: bool = True) -> None:
+        super().__init__()
+        self.train_x, self.val_x, self.batch_size, self.on_device = train_x, val_x, int(batch_size), on_device
+        n = min(monitor_size, len(train_x), len(val_x) if val_x is not None else monitor_size)
+        self.monitor_train = train_x[:n]
+        self.monitor_val = None if val_x is None else val_x[:n]
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.on_device and self.trainer is not None:
+            device = self.trainer.strategy.root_device
+            self.train_x = self.train_x.to(device)
+            self.monitor_train = self.monitor_train.to(device)
+            if self.monitor_val is not None:
+                self.monitor_val = self.monitor_val.to(device)
+
+    def train_dataloader(self) -> DataLoader:
+        return batch_loader(self.train_x, batch_size=self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> list[DataLoader]:
+        if self.monitor_val is None:
+            return []
+        return [
+            batch_loader(self.monitor_val, batch_size=max(self.batch_size, 500)),
+            batch_loader(self.monitor_train, batch_size=max(self.batch_size, 500)),
+        ]

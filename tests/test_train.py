@@ -1,0 +1,198 @@
+"""dbn-train end to end on the real config, shrunk: results on disk, stages switched off, bad input, TensorBoard."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+
+from dbn import DBN
+from dbn.data import DataError, DigitsDataModule
+from dbn.errors import ConfigError
+from dbn.training import pipeline
+from dbn.training.pipeline import run
+
+QUICK = ["model.hidden=[32,16]", "pretrain.epochs=2", "finetune.epochs=8", "finetune.optimizer.lr=0.01",
+         "trainer.enable_progress_bar=false"]
+
+
+def make_cfg(run_dir: Path, *overrides: str):
+    with initialize_config_module("dbn.conf", version_base="1.3"):
+        return compose("train", overrides=[f"run_dir={run_dir}", *QUICK, *overrides])
+
+
+def test_digits_run_writes_results_and_a_loadable_dbn(tmp_path):
+    results = run(make_cfg(tmp_path))
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    assert on_disk["config_hash"] == results["config_hash"] and len(on_disk["config_hash"]) == 12
+    assert [layer["n_hidden"] for layer in on_disk["pretrain"]] == [32, 16]
+    for layer in on_disk["pretrain"]:
+        assert layer["epochs"] == 2 and np.isfinite(layer["val/recon_error"]) and "free_energy_gap" in layer
+    assert on_disk["data"]["n_features"] == 64 and on_disk["data"]["n_classes"] == 10
+    # the saved, fine-tuned DBN reproduces the reported test accuracy on the same split
+    model = DBN.load(tmp_path)
+    dm = DigitsDataModule(seed=0)
+    dm.setup()
+    acc = (model.predict(dm.test_x) == dm.test_y).float().mean().item()
+    assert acc == pytest.approx(on_disk["finetune"]["test_acc"], abs=1e-6)
+    assert acc > 0.5  # ten classes: chance is 0.1
+    pretrained = DBN.load(tmp_path / "dbn_pretrained.pt")
+    assert pretrained.head is None and pretrained.sizes == [64, 32, 16]
+
+
+def test_per_layer_schedules_override_shared_defaults(tmp_path):
+    results = run(make_cfg(tmp_path, "finetune=none", "+pretrain.layers.1.epochs=1", "+pretrain.layers.1.lr=0.01"))
+    first, second = results["pretrain"]
+    assert (first["epochs"], second["epochs"]) == (2, 1)
+    assert first["lr"] == pytest.approx(0.05) and second["lr"] == pytest.approx(0.01)
+
+
+def test_finetune_none_stops_after_pretraining(tmp_path):
+    results = run(make_cfg(tmp_path, "finetune=none"))
+    assert "finetune" not in results and len(results["pretrain"]) == 2
+    assert DBN.load(tmp_path).head is None
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_pretrain_none_is_the_random_init_baseline(tmp_path, monkeypatch):
+    called = []
+    monkeypatch.setattr(pipeline, "greedy_pretrain", lambda *a, **k: called.append(1))
+    results = run(make_cfg(tmp_path, "pretrain=none"))
+    assert not called and results["pretrain"] is None and "test_acc" in results["finetune"]
+    assert DBN.load(tmp_path).sizes == [64, 32, 16]
+
+
+def test_tensorboard_gets_per_layer_and_finetune_scalars(tmp_path):
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+
+    run(make_cfg(tmp_path))
+    mux = EventMultiplexer().AddRunsFromDirectory(str(tmp_path / "tensorboard"))
+    mux.Reload()
+    tags = {t for r in mux.Runs().values() for t in r.get("scalars", [])}
+    for layer in (0, 1):
+        for name in ("train/recon_error_step", "val/recon_error", "val/free_energy", "train_subset/free_energy",
+                     "free_energy_gap", "lr", "momentum"):
+            assert f"pretrain/layer{layer}/{name}" in tags
+    for name in ("finetune/train/loss_step", "finetune/val/loss", "finetune/val/acc", "finetune/test/acc"):
+        assert name in tags
+
+
+def test_finished_layers_survive_a_later_failure(tmp_path, monkeypatch):
+    real = pipeline.Run.make_trainer
+    calls = []
+
+    def flaky(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("node lost")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline.Run, "make_trainer", flaky)
+    with pytest.raises(RuntimeError, match="node lost"):
+        run(make_cfg(tmp_path))
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert [layer["layer"] for layer in saved["pretrain"]] == [0]
+    first = DBN.load(tmp_path / "dbn_pretrained.pt").layers[0]
+    assert first.hidden_bias.abs().max() > 0  # trained: hidden biases start at zero
+
+
+@pytest.mark.parametrize("override,error,msg", [
+    ("model.hidden=[32,0]", ConfigError, "layer sizes must be >= 1"),
+    ("model.hidden=[]", ConfigError, "non-empty list"),
+    ("model.visible=gausian", ConfigError, "unknown unit type 'gausian'"),
+    ("pretrain.k=0", ConfigError, "k must be >= 1"),
+    ("+pretrain.layers.1.momentum=1.5", ConfigError, "layer 1: momentum must be in"),
+    ("+pretrain.layers.4.k=2", ConfigError, "the model has 2 layers"),
+    ("+pretrain.layers.0.kk=2", ConfigError, "unknown keys \\['kk'\\]"),
+    ("finetune.epochs=0", ConfigError, "finetune.epochs must be >= 1"),
+    ("data.val_fraction=1.5", DataError, "val_fraction must be in"),
+])
+def test_impossible_configs_fail_before_training(tmp_path, override, error, msg, monkeypatch):
+    monkeypatch.setattr(pipeline, "greedy_pretrain", lambda *a, **k: pytest.fail("training started"))
+    with pytest.raises(error, match=msg):
+        run(make_cfg(tmp_path, override))
+
+
+def _arrays(tmp_path, x, y=None):
+    np.save(tmp_path / "x.npy", x)
+    args = ["data=arrays", f"data.features={tmp_path / 'x.npy'}"]
+    if y is not None:
+        np.save(tmp_path / "y.npy", y)
+        args.append(f"data.labels={tmp_path / 'y.npy'}")
+    return args
+
+
+def test_bad_data_fails_before_training(tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "greedy_pretrain", lambda *a, **k: pytest.fail("training started"))
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 3
+    with pytest.raises(DataError, match=r"\[0, 1\]"):
+        run(make_cfg(tmp_path, *_arrays(tmp_path, rng.random((60, 5)) * 255, y)))
+    x = rng.random((60, 5))
+    x[3, 2] = np.nan
+    with pytest.raises(DataError, match="NaN"):
+        run(make_cfg(tmp_path, *_arrays(tmp_path, x, y)))
+    with pytest.raises(DataError, match="empty"):
+        run(make_cfg(tmp_path, *_arrays(tmp_path, np.zeros((0, 5)))))
+    with pytest.raises(ConfigError, match="needs labels"):
+        run(make_cfg(tmp_path, *_arrays(tmp_path, rng.random((60, 5)))))
+    np.save(tmp_path / "xt.npy", rng.random((10, 4)))
+    with pytest.raises(DataError, match="test data has 4 features but training data has 5"):
+        run(make_cfg(tmp_path, *_arrays(tmp_path, rng.random((60, 5)), y), f"+data.test_features={tmp_path / 'xt.npy'}"))
+
+
+def test_arrays_scaled_with_minmax_train_end_to_end(tmp_path):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    x = rng.normal(size=(200, 8)) * 10 + y[:, None] * 15  # real-valued, far outside [0, 1]
+    results = run(make_cfg(tmp_path, *_arrays(tmp_path, x, y), "data.scale=minmax", "model.hidden=[16]",
+                          "data.batch_size=16", "finetune.batch_size=16", "finetune.epochs=30"))
+    assert results["finetune"]["test_acc"] > 0.8
+
+
+def _cli(*args, cwd):
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run([sys.executable, "-m", "dbn.train", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+
+
+def test_cli_config_error_is_one_line_and_nonzero(tmp_path):
+    proc = _cli("pretrain.k=0", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "dbn-train: error: pretrain: layer 0: k must be >= 1" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+@pytest.mark.slow
+def test_cli_runs_and_prints_accuracy(tmp_path):
+    proc = _cli(*QUICK, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "fine-tuned test accuracy:" in proc.stdout
+    assert (tmp_path / "run" / "results.json").exists() and (tmp_path / "run" / "dbn.pt").exists()
+
+
+@pytest.mark.slow
+def test_cli_multirun_sweep_gets_one_directory_per_job(tmp_path):
+    proc = _cli("-m", "pretrain.lr=0.01,0.05", "finetune=none", *QUICK, f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lrs = sorted(json.loads((tmp_path / "sweep" / str(i) / "results.json").read_text())["pretrain"][0]["lr"] for i in (0, 1))
+    assert lrs == pytest.approx([0.01, 0.05])
+
+
+@pytest.mark.slow
+def test_wheel_ships_the_configs(tmp_path):
+    import zipfile
+
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(root), "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)],
+                   check=True, timeout=600)
+    (wheel,) = tmp_path.glob("dbn-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for cfg in ("train.yaml", "data/digits.yaml", "pretrain/none.yaml", "experiment/fashion_mnist_dbn.yaml"):
+        assert f"dbn/conf/{cfg}" in names
