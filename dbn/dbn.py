@@ -86,7 +86,8 @@ class DBN(nn.Module):
             raise ValueError(f"a classifier needs n_classes >= 2, got {n_classes}")
         head = nn.Linear(self.sizes[-1], int(n_classes))
         if generator is not None:
-            _xavier_(head, generator)
+            _glorot_(head.weight, generator)
+            head.bias.data.zero_()
         self.head = head.to(self.layers[0].weight)
         return self.head
 
@@ -98,12 +99,12 @@ class DBN(nn.Module):
         initialised the standard way for sigmoid nets rather than with the tiny weights RBMs start from.
         """
         for rbm in self.layers:
-            bound = (6.0 / (rbm.n_visible + rbm.n_hidden)) ** 0.5
-            rbm.weight.copy_(torch.rand(rbm.weight.shape, generator=generator) * 2 * bound - bound)
+            _glorot_(rbm.weight, generator)
             rbm.hidden_bias.zero_()
             rbm.visible_bias.zero_()
         if self.head is not None:
-            _xavier_(self.head, generator)
+            _glorot_(self.head.weight, generator)
+            self.head.bias.zero_()
 
     # --- recognition (bottom-up) ----------------------------------------------------------------
     def up(self, x: Tensor, n_layers: int | None = None, dropout: float = 0.0) -> Tensor:
@@ -208,8 +209,8 @@ class DBN(nn.Module):
         return model
 
 
-def _xavier_(linear: nn.Linear, generator: torch.Generator | None) -> None:
+def _glorot_(weight: Tensor, generator: torch.Generator | None) -> None:
+    """W ~ U(-a, a), a = sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010), in place; W is (out, in)."""
     with torch.no_grad():
-        bound = (6.0 / (linear.in_features + linear.out_features)) ** 0.5
-        linear.weight.copy_(torch.rand(linear.weight.shape, generator=generator) * 2 * bound - bound)
-        linear.bias.zero_()
+        bound = (6.0 / sum(weight.shape)) ** 0.5
+        weight.copy_(torch.rand(weight.shape, generator=generator) * 2 * bound - bound)

@@ -206,7 +206,7 @@ def summary(results: dict, run_dir: str) -> str:
     for layer in results.get("pretrain") or []:
         lines.append(
             f"  layer {layer['layer']} ({layer['n_visible']}->{layer['n_hidden']}): "
-            f"recon error {layer.get('val/recon_error', layer.get('train/recon_error_epoch', float('nan'))):.4f}, "
+            f"recon error {layer.get('val/recon_error', layer.get('train/recon_error', float('nan'))):.4f}, "
             f"free-energy gap {layer.get('free_energy_gap', float('nan')):.3f}, {layer['seconds']:.1f}s"
         )
     ft = results.get("finetune")
