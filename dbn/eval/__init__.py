@@ -1,1 +1,5 @@
-"""Evaluation of RBMs and DBNs (exact log Z for small models, AIS, monitors)."""
+"""Evaluation of RBMs and DBNs: exact log Z for small models, AIS, average log-likelihood."""
+
+from dbn.eval.partition import AISResult, ais_log_partition, exact_log_partition, paper_betas
+
+__all__ = ["AISResult", "ais_log_partition", "exact_log_partition", "paper_betas"]

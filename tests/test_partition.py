@@ -1,0 +1,69 @@
+"""Exact log Z against brute force, and AIS against exact log Z on small RBMs."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from conftest import all_binary, random_rbm
+from dbn.eval import ais_log_partition, exact_log_partition, paper_betas
+from dbn.rbm import RBM
+
+
+def brute_force_log_z(rbm: RBM) -> float:
+    vs, hs = all_binary(rbm.n_visible), all_binary(rbm.n_hidden)
+    with torch.no_grad():
+        energies = torch.stack([rbm.energy(vs, h.expand(len(vs), -1)) for h in hs])
+    return float(torch.logsumexp(-energies.flatten(), 0))
+
+
+@pytest.mark.parametrize("n_visible,n_hidden", [(6, 4), (4, 7), (5, 5)])
+def test_exact_log_partition_matches_brute_force(n_visible, n_hidden):
+    rbm = random_rbm(n_visible, n_hidden, seed=n_visible * 10 + n_hidden)
+    assert exact_log_partition(rbm, chunk=8) == pytest.approx(brute_force_log_z(rbm), abs=1e-9)
+
+
+def test_exact_log_partition_of_a_float32_model_is_computed_in_float64():
+    rbm = random_rbm(30, 12, scale=0.3, seed=1, dtype=torch.float32)
+    # both enumerations (hidden side here, visible side on the transposed model) must agree
+    flipped = RBM(12, 30).to(torch.float32)
+    with torch.no_grad():
+        flipped.weight.copy_(rbm.weight.T)
+        flipped.visible_bias.copy_(rbm.hidden_bias)
+        flipped.hidden_bias.copy_(rbm.visible_bias)
+    assert exact_log_partition(rbm) == pytest.approx(exact_log_partition(flipped), abs=1e-6)
+
+
+def test_exact_log_partition_refuses_large_models():
+    with pytest.raises(ValueError, match="use ais_log_partition"):
+        exact_log_partition(RBM(30, 26))
+
+
+def test_paper_schedule():
+    betas = paper_betas()
+    assert len(betas) == 14500 and betas[0] == 0 and betas[-1] == 1
+    assert (betas.diff() > 0).all()
+    assert int((betas < 0.5).sum()) == 500 and int((betas < 0.9).sum()) == 4500
+
+
+@pytest.mark.parametrize("seed,n_visible", [(0, 50), (1, 80), (2, 100)])
+def test_ais_is_within_a_tenth_of_a_nat_of_exact_log_z(seed, n_visible):
+    """20 hidden units, weights ~ N(0, 1): log Z lies 6-28 nats from the base-rate model's."""
+    rbm = random_rbm(n_visible, 20, scale=1.0, seed=seed)
+    exact = exact_log_partition(rbm)
+    g = torch.Generator().manual_seed(seed)
+    data = rbm.gibbs((torch.rand(500, n_visible, generator=g, dtype=torch.float64) < 0.5).double(), 50, g)
+    result = ais_log_partition(rbm, n_chains=200, n_betas=5000, data=data, seed=seed)
+    assert abs(result.log_z_base - exact) > 5, "the test model must be far from the base-rate model"
+    assert abs(result.log_z - exact) < 0.1
+    assert result.log_z_low <= exact <= result.log_z_high
+    assert result.log_z_low < result.log_z < result.log_z_high and math.isfinite(result.log_z_high)
+
+
+def test_ais_is_seeded():
+    rbm = random_rbm(30, 10, scale=0.3, seed=5)
+    a = ais_log_partition(rbm, n_chains=20, n_betas=300, seed=7)
+    b = ais_log_partition(rbm, n_chains=20, n_betas=300, seed=7)
+    assert a == b
