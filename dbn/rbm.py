@@ -113,6 +113,22 @@ class RBM(nn.Module):
             _, v = self.sample_visible(h, generator)
         return v
 
+    @torch.no_grad()
+    def sample(self, n: int = 64, steps: int = 1000, v0: Tensor | None = None,
+               generator: torch.Generator | None = None) -> Tensor:
+        """Model samples: ``steps`` Gibbs sweeps from ``v0`` (data) or from Bernoulli(0.5) noise.
+
+        Returns the visible means p(v | h) of the last sweep (smoother to look at than binary states).
+        """
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        ref = self.weight
+        if v0 is None:
+            v0 = (torch.rand(n, self.n_visible, generator=generator, device=ref.device, dtype=ref.dtype) < 0.5).to(ref.dtype)
+        v = self.gibbs(v0.to(ref), steps - 1, generator)
+        _, h = self.sample_hidden(v, generator)
+        return self.visible_mean(h)
+
     def reconstruct(self, v: Tensor) -> Tensor:
         """Mean-field reconstruction E[v | h = E[h | v]]."""
         return self.visible_mean(self.hidden_mean(v))

@@ -43,7 +43,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     body = raw[4 + 4 * ndim :]
     if len(body) != expected:
         raise DataError(f"{path} is truncated or corrupt: header says {tuple(dims)} ({expected} bytes), found {len(body)}")
-    return np.frombuffer(body, dtype=dtype).reshape(tuple(dims))
+    return np.frombuffer(body, dtype=dtype).reshape(tuple(dims)).copy()  # writable, as torch expects
 
 
 def find_idx(root: Path, stem: str, subdir: str) -> Path | None:

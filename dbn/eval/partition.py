@@ -44,7 +44,7 @@ def exact_log_partition(rbm: RBM, chunk: int = 1 << 15) -> float:
     if n > MAX_ENUMERATED_UNITS:
         raise ValueError(f"exact log Z needs a layer of at most {MAX_ENUMERATED_UNITS} units "
                          f"(got {rbm.n_visible} visible, {rbm.n_hidden} hidden); use ais_log_partition")
-    model = _float64_copy(rbm)
+    model = float64_copy(rbm)
     device = model.weight.device
     parts = []
     for start in range(0, 1 << n, chunk):
@@ -56,7 +56,8 @@ def exact_log_partition(rbm: RBM, chunk: int = 1 << 15) -> float:
     return float(torch.logsumexp(torch.cat(parts), dim=0))
 
 
-def _float64_copy(rbm: RBM) -> RBM:
+def float64_copy(rbm: RBM) -> RBM:
+    """A float64 copy of ``rbm`` on its device (evaluation sums thousands of terms)."""
     copy = RBM(rbm.n_visible, rbm.n_hidden, visible=rbm.visible, hidden=rbm.hidden, init_std=0.0)
     copy = copy.to(device=rbm.weight.device, dtype=torch.float64)  # before loading: no trip through float32
     copy.load_state_dict({k: v.detach() for k, v in rbm.state_dict().items()})
@@ -134,7 +135,7 @@ def ais_log_partition(
         raise ValueError("ais_log_partition supports Bernoulli units")
     if n_chains < 2:
         raise ValueError(f"n_chains must be >= 2 to report a band, got {n_chains}")
-    model = _float64_copy(rbm)
+    model = float64_copy(rbm)
     W, b, c = model.weight, model.visible_bias, model.hidden_bias
     device = W.device
     gen = torch.Generator(device=device)

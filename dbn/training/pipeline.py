@@ -83,10 +83,28 @@ class Run:
                             enable_checkpointing=any(isinstance(c, L.pytorch.callbacks.ModelCheckpoint) for c in callbacks or []),
                             default_root_dir=str(self.dir), **extra)
 
+    def callbacks(self, stage: str, has_val: bool = True) -> list[L.Callback]:
+        """Fresh instances of ``callbacks.<stage>`` (a dict keyed by name; null entries are switched off)."""
+        out = []
+        for name, node in ((self.cfg.get("callbacks") or {}).get(stage) or {}).items():
+            if node is None:
+                continue
+            if not has_val and "val" in str(node.get("monitor") or "").split("/"):
+                log.warning("callback %s.%s monitors validation metrics but data.val_fraction=0: left out", stage, name)
+                continue
+            out.append(_instantiate(node, f"callbacks.{stage}.{name}"))
+        return out
+
     @rank_zero_only
     def save(self, model: DBN, name: str = "dbn.pt") -> None:
         model.save(self.dir / name)
         self.write_results()
+
+    @rank_zero_only
+    def save_config(self) -> None:
+        """The resolved config, so dbn-eval can rebuild the run's data (same split) without Hydra."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.cfg, self.dir / "config.yaml", resolve=True)
 
     @rank_zero_only
     def write_results(self) -> None:
@@ -112,21 +130,19 @@ class Run:
             log.info("layer %d pretrained: %s", i, metrics)
             self.save(model, "dbn_pretrained.pt")  # finished layers survive a later failure
 
-        greedy_pretrain(model, dm.train_x, dm.val_x, schedules, lambda epochs: self.make_trainer(epochs, has_val=dm.val_x is not None),
+        has_val = dm.val_x is not None
+
+        def make_trainer(epochs: int) -> L.Trainer:  # fresh callbacks for every layer's fit
+            return self.make_trainer(epochs, callbacks=self.callbacks("pretrain", has_val), has_val=has_val)
+
+        greedy_pretrain(model, dm.train_x, dm.val_x, schedules, make_trainer,
                         monitor_size=pcfg.get("monitor_size", 2000), init_visible_bias=pcfg.get("init_visible_bias", True),
                         on_layer_end=layer_done)
 
     def finetune(self, model: DBN, dm: TensorDataModule) -> None:
         fcfg = self.cfg.finetune
         has_val = dm.val_x is not None
-        callbacks = []
-        for name, node in (self.cfg.get("callbacks") or {}).get("finetune", {}).items():
-            if node is None:
-                continue
-            if not has_val and node.get("monitor", "").startswith("finetune/val"):
-                log.warning("callback %s monitors validation metrics but data.val_fraction=0: left out", name)
-                continue
-            callbacks.append(_instantiate(node, f"callbacks.finetune.{name}"))
+        callbacks = self.callbacks("finetune", has_val)
         dm.batch_size = int(fcfg.batch_size)
         module = FineTuneModule(model, optimizer=_instantiate(fcfg.optimizer, "finetune.optimizer"),
                                 scheduler=_instantiate(fcfg.scheduler, "finetune.scheduler") if fcfg.get("scheduler") else None,
@@ -172,6 +188,7 @@ def run(cfg: DictConfig) -> dict:
     check_config(cfg)
     L.seed_everything(int(cfg.seed), workers=True)
     runner = Run(cfg)
+    runner.save_config()
     dm: TensorDataModule = _instantiate(cfg.data, "data")
     dm.prepare_data()
     dm.setup("fit")

@@ -1,0 +1,89 @@
+"""Evaluate a saved dbn-train run: AIS log Z, log-likelihoods, pseudo-log-likelihood, reconstruction, accuracy."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from dbn.dbn import DBN
+from dbn.eval.likelihood import average_log_likelihood, pseudo_log_likelihood
+from dbn.eval.partition import MAX_ENUMERATED_UNITS, ais_log_partition, exact_log_partition
+from dbn.rbm import RBM
+
+CONFIG_FILE = "config.yaml"
+
+
+def load_run_data(run_dir: Path):
+    """The run's data module, rebuilt from its saved config (same split, same binarisation)."""
+    from hydra.utils import instantiate
+
+    path = run_dir / CONFIG_FILE
+    if not path.exists():
+        path = run_dir / ".hydra" / "config.yaml"  # Hydra's own copy, for runs that predate config.yaml
+    if not path.exists():
+        raise FileNotFoundError(f"{run_dir / CONFIG_FILE} not found; is {run_dir} a dbn-train run directory?")
+    dm = instantiate(OmegaConf.load(path).data)
+    dm.setup()
+    return dm
+
+
+@torch.no_grad()
+def rbm_report(rbm: RBM, train_x: torch.Tensor, test_x: torch.Tensor, n_chains: int, n_betas: int, seed: int) -> dict:
+    """Likelihood numbers of one RBM as a model of its data, in nats per sample."""
+    start = time.perf_counter()
+    ais = ais_log_partition(rbm, n_chains=n_chains, n_betas=n_betas, data=train_x, seed=seed)
+    out = {
+        "log_z_ais": ais.log_z, "log_z_low": ais.log_z_low, "log_z_high": ais.log_z_high,
+        "n_chains": ais.n_chains, "n_betas": ais.n_betas, "ais_seconds": round(time.perf_counter() - start, 2),
+    }
+    if min(rbm.n_visible, rbm.n_hidden) <= MAX_ENUMERATED_UNITS:
+        out["log_z_exact"] = exact_log_partition(rbm)
+    for name, x in (("train", train_x), ("test", test_x)):
+        ll = average_log_likelihood(rbm, x, ais.log_z)
+        # Z's band maps to a band on the log-likelihood: a larger Z means a lower likelihood
+        out[f"{name}_ll"] = ll
+        out[f"{name}_ll_low"] = ll + ais.log_z - ais.log_z_high
+        out[f"{name}_ll_high"] = ll + ais.log_z - ais.log_z_low
+    g = torch.Generator().manual_seed(seed)
+    out["test_pseudo_ll"] = float(pseudo_log_likelihood(rbm, test_x, generator=g).mean())
+    recon = torch.cat([rbm.reconstruct(c.to(rbm.weight)) for c in test_x.split(4096)])
+    out["test_recon_error"] = float((test_x.to(recon) - recon).square().mean())
+    return out
+
+
+def evaluate_run(run_dir: str | Path, n_chains: int = 100, n_betas: int = 14500, seed: int = 0, device: str = "cpu") -> dict:
+    """Evaluate the first-layer RBM of a run as a generative model, and the classifier if fine-tuned.
+
+    The likelihoods are those of the bottom RBM (the DBN's variational bound is not computed).
+    """
+    run_dir = Path(run_dir)
+    dm = load_run_data(run_dir)
+    pretrained = run_dir / "dbn_pretrained.pt"
+    stack = DBN.load(pretrained if pretrained.exists() else run_dir, map_location=device)
+    test_x = dm.test_x if dm.test_x is not None else dm.val_x
+    result = {"run_dir": str(run_dir), "layer0": rbm_report(stack.layers[0], dm.train_x, test_x, n_chains, n_betas, seed)}
+    final = DBN.load(run_dir, map_location=device)
+    if final.head is not None and dm.test_y is not None:
+        result["test_acc"] = float((final.predict(dm.test_x.to(device)).cpu() == dm.test_y).float().mean())
+    (run_dir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def format_report(result: dict) -> str:
+    r = result["layer0"]
+    lines = [f"run: {result['run_dir']}",
+             f"  log Z (AIS, {r['n_chains']} chains, {r['n_betas']} betas): {r['log_z_ais']:.3f} "
+             f"[{r['log_z_low']:.3f}, {r['log_z_high']:.3f}]"]
+    if "log_z_exact" in r:
+        lines.append(f"  log Z (exact): {r['log_z_exact']:.3f}")
+    lines += [f"  train log-likelihood: {r['train_ll']:.2f} nats  [{r['train_ll_low']:.2f}, {r['train_ll_high']:.2f}]",
+              f"  test log-likelihood:  {r['test_ll']:.2f} nats  [{r['test_ll_low']:.2f}, {r['test_ll_high']:.2f}]",
+              f"  test pseudo-log-likelihood: {r['test_pseudo_ll']:.2f}",
+              f"  test reconstruction error (MSE): {r['test_recon_error']:.4f}"]
+    if "test_acc" in result:
+        lines.append(f"  fine-tuned test accuracy: {result['test_acc']:.4f}")
+    return "\n".join(lines)
