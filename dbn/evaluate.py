@@ -13,7 +13,8 @@ def main(cfg: DictConfig) -> None:
     from dbn.eval.report import evaluate_run, format_report
 
     try:
-        result = evaluate_run(cfg.run_dir, n_chains=cfg.n_chains, n_betas=cfg.n_betas, seed=cfg.seed, device=cfg.device)
+        result = evaluate_run(cfg.run_dir, n_chains=cfg.n_chains, n_betas=cfg.n_betas, seed=cfg.seed, device=cfg.device,
+                              bound_samples=cfg.bound_samples)
     except (FileNotFoundError, ValueError) as e:
         print(f"dbn-eval: error: {e}", file=sys.stderr)
         sys.exit(2)

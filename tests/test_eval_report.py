@@ -17,7 +17,7 @@ from dbn.training.pipeline import run
 def small_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
     with initialize_config_module("dbn.conf", version_base="1.3"):
-        cfg = compose("train", overrides=[f"run_dir={run_dir}", "model.hidden=[12]", "data.binarize=sample",
+        cfg = compose("train", overrides=[f"run_dir={run_dir}", "model.hidden=[12,10]", "data.binarize=sample",
                                           "pretrain.epochs=5", "finetune.epochs=3", "trainer.enable_progress_bar=false"])
     run(cfg)
     return run_dir
@@ -31,6 +31,8 @@ def test_evaluate_run_pins_ais_to_exact_log_z(small_run):
     assert r["test_ll_low"] <= r["test_ll"] <= r["test_ll_high"] < 0
     assert r["train_ll"] > r["test_ll"] - 5  # same distribution: no wild gap after 5 epochs
     assert 0 <= result["test_acc"] <= 1
+    # the DBN's bound: finite and a log-probability (below 0); the top layer's log Z came from AIS
+    assert -64 * 0.7 < result["dbn_bound"]["test_bound"] < 0
     assert json.loads((small_run / "eval.json").read_text()) == json.loads(json.dumps(result))
     assert "test log-likelihood" in format_report(result)
 

@@ -13,8 +13,8 @@ from omegaconf import OmegaConf
 
 
 def main(dirs: list[str]) -> None:
-    print("| run | training | updates | log Z (AIS) | train LL (nats) | test LL (nats) [±3σ band] | test pseudo-LL | test recon MSE | train s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| run | training | updates | log Z (AIS) | train LL (nats) | test LL (nats) [±3σ band] | test pseudo-LL | test recon MSE |")
+    print("|---|---|---|---|---|---|---|---|")
     for d in map(Path, dirs):
         ev = json.loads((d / "eval.json").read_text())["layer0"]
         res = json.loads((d / "results.json").read_text())
@@ -25,7 +25,7 @@ def main(dirs: list[str]) -> None:
         updates = layer["epochs"] * -(-n_train // cfg["batch_size"])
         print(f"| {d} | {kind} | {updates} | {ev['log_z_ais']:.2f} | {ev['train_ll']:.2f} | "
               f"{ev['test_ll']:.2f} [{ev['test_ll_low']:.2f}, {ev['test_ll_high']:.2f}] | {ev['test_pseudo_ll']:.2f} | "
-              f"{ev['test_recon_error']:.4f} | {layer['seconds']:.0f} |")
+              f"{ev['test_recon_error']:.4f} |")
 
 
 if __name__ == "__main__":
