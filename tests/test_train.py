@@ -196,3 +196,19 @@ def test_wheel_ships_the_configs(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for cfg in ("train.yaml", "data/digits.yaml", "pretrain/none.yaml", "experiment/fashion_mnist_dbn.yaml"):
         assert f"dbn/conf/{cfg}" in names
+
+
+def test_likelihood_monitor_reaches_results_and_tensorboard(tmp_path):
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+
+    results = run(make_cfg(tmp_path, "finetune=none", "model.hidden=[12]", "pretrain.epochs=2",
+                           "callbacks.pretrain.likelihood.every_n_epochs=1"))
+    layer = results["pretrain"][0]
+    # log-likelihoods of 64 pixels in [0, 1]: negative, and better than a uniform model's -64 log 2
+    for key in ("val/log_likelihood", "train_subset/log_likelihood", "val/pseudo_log_likelihood"):
+        assert -64 * 0.6932 < layer[key] < 0
+    mux = EventMultiplexer().AddRunsFromDirectory(str(tmp_path / "tensorboard"))
+    mux.Reload()
+    events = [e for r in mux.Runs() for e in (mux.Scalars(r, "pretrain/layer0/val/log_likelihood")
+                                              if "pretrain/layer0/val/log_likelihood" in mux.Runs()[r]["scalars"] else [])]
+    assert len(events) == 2  # after epoch 1 and at the end of the layer

@@ -1,0 +1,64 @@
+"""Likelihood monitors of an RBM layer during pretraining: AIS log-likelihood and pseudo-log-likelihood.
+
+Reconstruction error is not a likelihood: this callback estimates log Z by AIS
+(expensive: at the end of each layer by default, or every N epochs) and logs the
+average log-likelihood of the held-out monitor set and of a training subset of the same
+size (their difference is the overfitting signal in nats), plus the pseudo-log-likelihood.
+For layers above the first, the "data" are the lower layer's hidden probabilities.
+
+References:
+    Salakhutdinov & Murray (2008); Hinton (2010), section 6.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+
+from dbn.eval.likelihood import average_log_likelihood, pseudo_log_likelihood
+from dbn.eval.partition import ais_log_partition
+
+
+class LikelihoodMonitor(L.Callback):
+    """Log ``{prefix}/log_z``, ``{prefix}/{val,train_subset}/log_likelihood`` and ``{prefix}/val/pseudo_log_likelihood``.
+
+    Args:
+        every_n_epochs: also evaluate after every N epochs; 0 evaluates only at the end of the layer.
+        ais_chains, ais_betas: AIS size (the default, 1,000 betas, is a quick estimate; dbn-eval uses 14,500).
+        pseudo_ll: also log the pseudo-log-likelihood (cheap).
+        seed: seed of AIS and of the pseudo-likelihood's random unit flips.
+    """
+
+    def __init__(self, every_n_epochs: int = 0, ais_chains: int = 100, ais_betas: int = 1000, pseudo_ll: bool = True,
+                 seed: int = 0) -> None:
+        for name, value, low in (("every_n_epochs", every_n_epochs, 0), ("ais_chains", ais_chains, 2), ("ais_betas", ais_betas, 3)):
+            if int(value) < low:
+                raise ValueError(f"LikelihoodMonitor: {name} must be >= {low}, got {value}")
+        self.every_n_epochs, self.ais_chains, self.ais_betas = int(every_n_epochs), int(ais_chains), int(ais_betas)
+        self.pseudo_ll, self.seed = bool(pseudo_ll), int(seed)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        last = trainer.current_epoch + 1 == trainer.max_epochs
+        if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0 and not last:
+            self._evaluate(trainer, pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._evaluate(trainer, pl_module)
+
+    @torch.no_grad()
+    def _evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        rbm, prefix, data = pl_module.rbm, pl_module.prefix, trainer.datamodule
+        if not trainer.is_global_zero or rbm.visible.name != "bernoulli" or rbm.hidden.name != "bernoulli":
+            return
+        ais = ais_log_partition(rbm, n_chains=self.ais_chains, n_betas=self.ais_betas, data=data.train_x, seed=self.seed)
+        metrics = {f"{prefix}/log_z": ais.log_z,
+                   f"{prefix}/train_subset/log_likelihood": average_log_likelihood(rbm, data.monitor_train, ais.log_z)}
+        if data.monitor_val is not None:
+            metrics[f"{prefix}/val/log_likelihood"] = average_log_likelihood(rbm, data.monitor_val, ais.log_z)
+            if self.pseudo_ll:
+                g = torch.Generator().manual_seed(self.seed)
+                metrics[f"{prefix}/val/pseudo_log_likelihood"] = float(pseudo_log_likelihood(rbm, data.monitor_val, g).mean())
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)
+        # callback_metrics is what greedy_pretrain reads into results.json
+        trainer.callback_metrics.update({k: torch.tensor(v) for k, v in metrics.items()})
