@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 from dbn.data.base import DataError
 from dbn.errors import ConfigError
+from dbn.training.rbm_module import DivergenceError
 
 log = logging.getLogger("dbn")
 
@@ -24,6 +25,9 @@ def main(cfg: DictConfig) -> float | None:
     except (ConfigError, DataError) as e:
         print(f"dbn-train: error: {e}", file=sys.stderr)
         sys.exit(2)
+    except DivergenceError as e:
+        print(f"dbn-train: training diverged: {e} (finished layers are in {cfg.run_dir}/dbn_pretrained.pt)", file=sys.stderr)
+        sys.exit(3)
     print(summary(results, cfg.run_dir))
     return (results.get("finetune") or {}).get("test_acc")
 

@@ -212,3 +212,14 @@ def test_likelihood_monitor_reaches_results_and_tensorboard(tmp_path):
     events = [e for r in mux.Runs() for e in (mux.Scalars(r, "pretrain/layer0/val/log_likelihood")
                                               if "pretrain/layer0/val/log_likelihood" in mux.Runs()[r]["scalars"] else [])]
     assert len(events) == 2  # after epoch 1 and at the end of the layer
+
+
+def test_divergence_stops_the_layer_with_a_message_and_keeps_finished_layers(tmp_path):
+    from dbn.training.rbm_module import DivergenceError
+
+    # layer 0 trains normally; layer 1's absurd learning rate overflows float32 within an epoch
+    with pytest.raises(DivergenceError, match=r"pretrain/layer1: .*NaN or infinite in epoch 0; lower the learning rate"):
+        run(make_cfg(tmp_path, "finetune=none", "+pretrain.layers.1.lr=1e38"))
+    saved = DBN.load(tmp_path / "dbn_pretrained.pt")
+    assert torch.isfinite(saved.layers[0].weight).all()
+    assert json.loads((tmp_path / "results.json").read_text())["pretrain"][0]["layer"] == 0

@@ -131,6 +131,8 @@ class RBMTensorBoard(L.Callback):
             return
         self._last_step = step = trainer.global_step
         rbm, prefix = pl_module.rbm, pl_module.prefix
+        if not all(bool(torch.isfinite(p).all()) for p in rbm.parameters()):
+            return  # diverged: RBMModule's own epoch-end check stops the layer with the reason
         for name in ("weight", "visible_bias", "hidden_bias"):
             writer.add_histogram(f"{prefix}/{name}", getattr(rbm, name).detach().float().cpu(), global_step=step)
         generator = torch.Generator(device=rbm.weight.device).manual_seed(self.seed)

@@ -12,6 +12,10 @@ from dbn.sampling import contrastive_divergence, cd_loss, sparsity_penalty
 from dbn.training.schedules import LR_SCHEDULES, lr_factor, momentum_at
 
 
+class DivergenceError(RuntimeError):
+    """Training produced NaN or infinite values; the message names the layer, the epoch and what to change."""
+
+
 class RBMModule(L.LightningModule):
     """Train an :class:`~dbn.rbm.RBM` by SGD on the CD (or PCD) gradient.
 
@@ -103,7 +107,13 @@ class RBMModule(L.LightningModule):
         self.log(f"{self.prefix}/train/free_energy_diff", fe_diff / n, sync_dist=True)
         if self._has_recon:
             self.log(f"{self.prefix}/train/recon_error", recon / n, sync_dist=True)
+        finite = torch.isfinite(self._sums).all() & torch.stack([torch.isfinite(p).all() for p in self.rbm.parameters()]).all()
         del self._sums
+        if not bool(finite):  # one host sync per epoch
+            raise DivergenceError(
+                f"{self.prefix}: weights or free energies became NaN or infinite in epoch {self.current_epoch}; "
+                f"lower the learning rate (pretrain.lr, now {self.hparams.lr}) or the momentum, or scale the data"
+            )
 
     def _persistent_chains(self, v: Tensor) -> Tensor:
         """PCD chains; the first batch seeds them with samples of the data (repeated if needed)."""
