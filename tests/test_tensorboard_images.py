@@ -87,10 +87,12 @@ def test_runs_without_a_tensorboard_logger(tmp_path, logger):
 # --- configuration -----------------------------------------------------------------------------------
 def test_pretrain_callbacks_are_fresh_per_layer_and_can_be_switched_off(tmp_path):
     runner = Run(make_cfg(tmp_path))
-    (first,), (second,) = runner.callbacks("pretrain"), runner.callbacks("pretrain")
-    assert isinstance(first, RBMTensorBoard) and first is not second
+    pick = lambda cbs: next(c for c in cbs if isinstance(c, RBMTensorBoard))  # noqa: E731
+    first, second = pick(runner.callbacks("pretrain")), pick(runner.callbacks("pretrain"))
+    assert first is not second
     assert first.gibbs_steps == 20 and first.seed == 0
-    assert Run(make_cfg(tmp_path, "callbacks.pretrain.rbm_tensorboard=null")).callbacks("pretrain") == []
+    switched_off = Run(make_cfg(tmp_path, "callbacks.pretrain.rbm_tensorboard=null")).callbacks("pretrain")
+    assert not any(isinstance(c, RBMTensorBoard) for c in switched_off)
     assert Run(make_cfg(tmp_path, "callbacks=none", base=BASE)).callbacks("pretrain") == []
     # fine-tuning callbacks that watch validation metrics are left out without validation data
     assert len(runner.callbacks("finetune")) == 2 and runner.callbacks("finetune", has_val=False) == []
