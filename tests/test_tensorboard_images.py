@@ -17,7 +17,7 @@ from dbn.training.pipeline import Run, run
 from conftest import random_rbm
 
 BASE = ["pretrain.epochs=2", "finetune=none", "trainer.enable_progress_bar=false"]
-QUICK = [*BASE, "callbacks.pretrain.rbm_tensorboard.gibbs_steps=20"]
+QUICK = [*BASE, "callbacks.pretrain.rbm_tensorboard.gibbs_steps=20", "callbacks.pretrain.rbm_tensorboard.every_n_epochs=1"]
 PICTURES = ("filters", "reconstructions", "samples")
 HISTOGRAMS = ("weight", "visible_bias", "hidden_bias")
 
@@ -167,3 +167,17 @@ def test_layer_pictures_only_for_square_layers():
 def test_callback_rejects_non_positive_settings(key):
     with pytest.raises(ValueError, match=f"{key} must be >= 1"):
         RBMTensorBoard(**{key: 0})
+
+
+@pytest.mark.parametrize("image_layers,layer1_pictures", [("[0]", False), ("null", True)])
+def test_pictures_only_for_the_chosen_layers(tmp_path, image_layers, layer1_pictures):
+    """Layer 1 of 64-16-9 has 16 = 4x4 inputs: hidden units, not pixels; pictured only when asked."""
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+
+    run(make_cfg(tmp_path, "model.hidden=[16,9]", f"callbacks.pretrain.rbm_tensorboard.image_layers={image_layers}"))
+    mux = EventMultiplexer().AddRunsFromDirectory(str(tmp_path / "tensorboard"))
+    mux.Reload()
+    images = {t for r in mux.Runs().values() for t in r.get("images", [])}
+    histograms = {t for r in mux.Runs().values() for t in r.get("histograms", [])}
+    assert "pretrain/layer0/filters" in images and "pretrain/layer1/weight" in histograms
+    assert ("pretrain/layer1/filters" in images) == layer1_pictures

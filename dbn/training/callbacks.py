@@ -106,13 +106,15 @@ class RBMTensorBoard(L.Callback):
     """
 
     def __init__(self, every_n_epochs: int = 1, n_filters: int = 64, n_images: int = 32, gibbs_steps: int = 1000,
-                 seed: int = 0) -> None:
+                 seed: int = 0, image_layers: list[int] | None = (0,)) -> None:
         for name, value in (("every_n_epochs", every_n_epochs), ("n_filters", n_filters), ("n_images", n_images),
                             ("gibbs_steps", gibbs_steps)):
             if int(value) < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         self.every_n_epochs, self.n_filters, self.n_images = int(every_n_epochs), int(n_filters), int(n_images)
         self.gibbs_steps, self.seed = int(gibbs_steps), int(seed)
+        # pictures only where the layer's inputs are pixels (by default the first layer); None: every square layer
+        self.image_layers = None if image_layers is None else {int(i) for i in image_layers}
         self._last_step: int | None = None
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -135,6 +137,8 @@ class RBMTensorBoard(L.Callback):
             return  # diverged: RBMModule's own epoch-end check stops the layer with the reason
         for name in ("weight", "visible_bias", "hidden_bias"):
             writer.add_histogram(f"{prefix}/{name}", getattr(rbm, name).detach().float().cpu(), global_step=step)
+        if self.image_layers is not None and getattr(pl_module, "layer_index", None) not in self.image_layers:
+            return
         generator = torch.Generator(device=rbm.weight.device).manual_seed(self.seed)
         pictures = layer_pictures(rbm, monitor_images(trainer), self.n_filters, self.n_images, self.gibbs_steps,
                                   generator)

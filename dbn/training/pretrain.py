@@ -96,6 +96,7 @@ def greedy_pretrain(
         if init_visible_bias:
             rbm.init_visible_bias(train_x.mean(0))
         module = RBMModule(rbm, log_prefix=prefix, **schedule)
+        module.layer_index = i
         data = PretrainDataModule(train_x, val_x, batch_size=batch_size, monitor_size=monitor_size)
         trainer = make_trainer(int(schedule.get("epochs", 10)))
         start = time.perf_counter()

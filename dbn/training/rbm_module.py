@@ -67,6 +67,7 @@ class RBMModule(L.LightningModule):
         self.save_hyperparameters(ignore=["rbm"])
         self.rbm = rbm
         self.prefix = log_prefix
+        self.layer_index: int | None = None  # set by greedy_pretrain: which layer of the stack this is
         self.register_buffer("chains", torch.zeros(n_chains if persistent else 0, rbm.n_visible))
         self.register_buffer("chains_ready", torch.tensor(False))
         self.register_buffer("q_running", torch.zeros(rbm.n_hidden))
