@@ -103,6 +103,7 @@ class RBMTensorBoard(L.Callback):
         n_images: reconstructions and samples shown.
         gibbs_steps: Gibbs sweeps from noise for the samples.
         seed: seed of the samples' generator; the same noise every time, so pictures differ only by the model.
+        image_layers: layer indices that get pictures (their inputs are pixels); None: every square layer.
     """
 
     def __init__(self, every_n_epochs: int = 1, n_filters: int = 64, n_images: int = 32, gibbs_steps: int = 1000,
