@@ -204,7 +204,9 @@ class DBN(nn.Module):
         blob = torch.load(path, map_location=map_location, weights_only=True)
         if blob.get("format") != FORMAT:
             raise ValueError(f"{path} is not a saved DBN (format {blob.get('format')!r}, expected {FORMAT!r})")
-        model = cls(blob["sizes"], visible=blob["visible"], hidden=blob["hidden"], n_classes=blob["n_classes"])
+        with torch.random.fork_rng(devices=[]):  # the head's throwaway init must not move the global stream
+            model = cls(blob["sizes"], visible=blob["visible"], hidden=blob["hidden"], n_classes=blob["n_classes"],
+                        init_std=0.0)
         model.load_state_dict(blob["state_dict"])
         return model
 

@@ -52,7 +52,9 @@ class RBM(nn.Module):
             raise ValueError(f"init_std must be >= 0, got {init_std}")
         self.n_visible, self.n_hidden = int(n_visible), int(n_hidden)
         self.visible, self.hidden = get_units(visible), get_units(hidden)
-        self.weight = nn.Parameter(torch.randn(self.n_hidden, self.n_visible, generator=generator) * init_std)
+        # init_std=0 draws nothing: copies and loaded models must not move the global random stream
+        shape = (self.n_hidden, self.n_visible)
+        self.weight = nn.Parameter(torch.randn(shape, generator=generator) * init_std if init_std > 0 else torch.zeros(shape))
         self.visible_bias = nn.Parameter(torch.zeros(self.n_visible))
         self.hidden_bias = nn.Parameter(torch.zeros(self.n_hidden))
 

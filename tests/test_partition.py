@@ -129,3 +129,23 @@ def test_dbn_lower_bound_is_below_the_exact_log_probability_and_tight_in_expecta
     sampled = dbn_lower_bound(model, vs, log_z2, n_samples=4000, generator=torch.Generator().manual_seed(0))
     # 4,000 samples: the Monte Carlo error of the mean of log p(v|h) - F(h) here is below 0.1 nats
     torch.testing.assert_close(sampled, exact_bound, atol=0.15, rtol=0)
+
+
+def test_evaluation_leaves_the_global_random_stream_alone(tmp_path):
+    """Monitors run between layers: if they drew from the global RNG, a run's results would depend on them."""
+    from dbn import DBN
+    from dbn.eval import average_log_likelihood, pseudo_log_likelihood
+    from dbn.training.callbacks import layer_pictures
+
+    rbm = RBM(64, 20)
+    x = (torch.rand(50, 64) < 0.3).float()
+    DBN([64, 20], n_classes=3).save(tmp_path)
+    small = RBM(30, 5)
+    state = torch.get_rng_state().clone()
+    exact_log_partition(small)
+    ais_log_partition(rbm, n_chains=10, n_betas=50, data=x, seed=0)
+    pseudo_log_likelihood(rbm, x, torch.Generator().manual_seed(0))
+    average_log_likelihood(rbm, x, 1.0)
+    layer_pictures(rbm, x, gibbs_steps=5, generator=torch.Generator().manual_seed(0))
+    DBN.load(tmp_path)
+    assert torch.equal(state, torch.get_rng_state())
