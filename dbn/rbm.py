@@ -135,6 +135,10 @@ class RBM(nn.Module):
         """Mean-field reconstruction E[v | h = E[h | v]]."""
         return self.visible_mean(self.hidden_mean(v))
 
+    def is_finite(self) -> Tensor:
+        """A 0-d bool tensor: every parameter is free of NaN and Inf (no host sync until read)."""
+        return torch.stack([torch.isfinite(p).all() for p in self.parameters()]).all()
+
     @torch.no_grad()
     def init_visible_bias(self, data_mean: Tensor) -> None:
         """Set b so that the visible units start at the data's mean (Hinton 2010, section 8.1)."""

@@ -134,7 +134,7 @@ class RBMTensorBoard(L.Callback):
             return
         self._last_step = step = trainer.global_step
         rbm, prefix = pl_module.rbm, pl_module.prefix
-        if not all(bool(torch.isfinite(p).all()) for p in rbm.parameters()):
+        if not bool(rbm.is_finite()):
             return  # diverged: RBMModule's own epoch-end check stops the layer with the reason
         for name in ("weight", "visible_bias", "hidden_bias"):
             writer.add_histogram(f"{prefix}/{name}", getattr(rbm, name).detach().float().cpu(), global_step=step)

@@ -68,6 +68,7 @@ class RBMModule(L.LightningModule):
         self.rbm = rbm
         self.prefix = log_prefix
         self.layer_index: int | None = None  # set by greedy_pretrain: which layer of the stack this is
+        self._sums: Tensor | None = None  # on-device sums of this epoch's monitors, see _accumulate
         self.register_buffer("chains", torch.zeros(n_chains if persistent else 0, rbm.n_visible))
         self.register_buffer("chains_ready", torch.tensor(False))
         self.register_buffer("q_running", torch.zeros(rbm.n_hidden))
@@ -92,7 +93,7 @@ class RBMModule(L.LightningModule):
         so per-step values go out only on logging steps and epoch means at the epoch's end.
         """
         values = torch.stack([fe_diff, recon if recon is not None else torch.zeros_like(fe_diff), torch.ones_like(fe_diff)])
-        self._sums = values if batch_idx == 0 or not hasattr(self, "_sums") else self._sums + values
+        self._sums = values if self._sums is None else self._sums + values
         self._has_recon = recon is not None
         trainer = self._trainer
         every = trainer.log_every_n_steps if trainer is not None else 1
@@ -102,14 +103,14 @@ class RBMModule(L.LightningModule):
                 self.log(f"{self.prefix}/train/recon_error_step", recon, on_step=True, on_epoch=False, prog_bar=True)
 
     def on_train_epoch_end(self) -> None:
-        if not hasattr(self, "_sums"):
+        if self._sums is None:
             return
         fe_diff, recon, n = self._sums
         self.log(f"{self.prefix}/train/free_energy_diff", fe_diff / n, sync_dist=True)
         if self._has_recon:
             self.log(f"{self.prefix}/train/recon_error", recon / n, sync_dist=True)
-        finite = torch.isfinite(self._sums).all() & torch.stack([torch.isfinite(p).all() for p in self.rbm.parameters()]).all()
-        del self._sums
+        finite = torch.isfinite(self._sums).all() & self.rbm.is_finite()
+        self._sums = None
         if not bool(finite):  # one host sync per epoch
             raise DivergenceError(
                 f"{self.prefix}: weights or free energies became NaN or infinite in epoch {self.current_epoch}; "
