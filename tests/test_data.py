@@ -445,7 +445,7 @@ def test_minmax_on_a_cut_split_ignores_the_test_part(tmp_path):
         ({"batch_size": 0}, "batch_size must be >= 1"),
         ({"val_fraction": 1.0}, r"val_fraction must be in \[0, 1\)"),
         ({"binarize": "round"}, "binarize must be null, 'threshold' or 'sample'"),
-        ({"scale": "zscore"}, "scale must be null or 'minmax'"),
+        ({"scale": "zscore"}, "scale must be null, 'minmax' or 'standard'"),
     ],
     ids=["batch_size", "val_fraction", "binarize", "scale"],
 )

@@ -2,7 +2,14 @@
 
 Every data set here fits in memory, so it is held as whole tensors and served
 in batches by indexing them (``__getitems__``): no per-sample Python calls, no
-collation. Batches are tuples ``(x,)`` or ``(x, y)``.
+collation. Batches are tuples ``(x,)`` or ``(x, y)``; pretraining batches of data with
+missing values are ``(x, mask)``.
+
+Missing values: with ``missing=True`` a NaN in the features marks a missing entry. The
+data module replaces it by 0 and keeps a mask (1 = observed) beside each split
+(``train_mask``, ``val_mask``, ``test_mask``; None when nothing is missing). Zero-filled,
+a missing entry adds nothing to the hidden units' input, which is what an RBM over the
+observed entries computes; pretraining also leaves it out of the CD statistics.
 """
 
 from __future__ import annotations
@@ -48,18 +55,37 @@ def batch_loader(*tensors: Tensor, batch_size: int, shuffle: bool = False, drop_
     )
 
 
-def as_features(x, what: str) -> Tensor:
-    """Data as a float32 (n, d) tensor, images flattened; rejects empty, NaN or infinite data."""
+def as_features(x, what: str, allow_missing: bool = False) -> Tensor:
+    """Data as a float32 (n, d) tensor, images flattened; rejects empty or infinite data, NaN unless ``allow_missing``."""
     x = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x)
     if x.ndim == 1:
         raise DataError(f"{what} is 1-D (shape {tuple(x.shape)}); features need shape (n_samples, n_features)")
     x = x.flatten(1).to(torch.float32)
     if len(x) == 0 or x.shape[1] == 0:
         raise DataError(f"{what} is empty (shape {tuple(x.shape)}); check the data path and filters")
-    if not torch.isfinite(x).all():
-        n_bad = int((~torch.isfinite(x)).sum())
-        raise DataError(f"{what} holds {n_bad} NaN or infinite values; remove or impute them before training")
+    bad = ~torch.isfinite(x)
+    if allow_missing:
+        bad &= ~torch.isnan(x)
+    if bad.any():
+        hint = "" if allow_missing else ", or mark missing entries as NaN and set data.missing=true"
+        raise DataError(f"{what} holds {int(bad.sum())} {'infinite' if allow_missing else 'NaN or infinite'} values; "
+                        f"remove or impute them before training{hint}")
     return x
+
+
+def observed_mean(x: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Per-feature mean over the observed entries (all of them without a mask).  (n, d) -> (d,)"""
+    if mask is None:
+        return x.mean(0)
+    return (x * mask).sum(0) / mask.sum(0).clamp_min(1.0)
+
+
+def fill_missing(x: Tensor) -> tuple[Tensor, Tensor | None]:
+    """NaN -> 0, with the mask of observed entries (1.0) in x's dtype; the mask is None when nothing is missing."""
+    missing = torch.isnan(x)
+    if not missing.any():
+        return x, None
+    return x.masked_fill(missing, 0.0), (~missing).to(x.dtype)
 
 
 def as_labels(y, n: int, what: str) -> Tensor:
@@ -87,9 +113,11 @@ class TensorDataModule(L.LightningDataModule):
         val_fraction: share of the training data held out for validation (0 for none).
         binarize: None, ``"threshold"`` (x > 0.5) or ``"sample"`` (x ~ Bernoulli(x), drawn once with ``seed``).
         seed: seed of the split and of the binarisation.
+        missing: NaN features mark missing entries (zero-filled, with masks) instead of being rejected.
     """
 
-    def __init__(self, batch_size: int = 64, val_fraction: float = 0.1, binarize: str | None = None, seed: int = 0) -> None:
+    def __init__(self, batch_size: int = 64, val_fraction: float = 0.1, binarize: str | None = None, seed: int = 0,
+                 missing: bool = False) -> None:
         super().__init__()
         if int(batch_size) < 1:
             raise DataError(f"batch_size must be >= 1, got {batch_size}")
@@ -98,7 +126,9 @@ class TensorDataModule(L.LightningDataModule):
         if binarize not in (None, False, "threshold", "sample"):
             raise DataError(f"binarize must be null, 'threshold' or 'sample', got {binarize!r}")
         self.batch_size, self.val_fraction, self.binarize, self.seed = int(batch_size), float(val_fraction), binarize or None, seed
+        self.missing = bool(missing)
         self.train_x = self.train_y = self.val_x = self.val_y = self.test_x = self.test_y = None
+        self.train_mask = self.val_mask = self.test_mask = None
 
     # subclasses ------------------------------------------------------------------------------------
     def load(self) -> dict:
@@ -110,12 +140,14 @@ class TensorDataModule(L.LightningDataModule):
         if self.train_x is not None:
             return
         raw = self.load()
-        x = as_features(raw["x_train"], "training data")
+        x = as_features(raw["x_train"], "training data", self.missing)
         y = None if raw.get("y_train") is None else as_labels(raw["y_train"], len(x), "training labels")
+        x, mask = fill_missing(x)
         if raw.get("x_test") is not None:
-            self.test_x = as_features(raw["x_test"], "test data")
+            self.test_x = as_features(raw["x_test"], "test data", self.missing)
             if self.test_x.shape[1] != x.shape[1]:
                 raise DataError(f"test data has {self.test_x.shape[1]} features but training data has {x.shape[1]}")
+            self.test_x, self.test_mask = fill_missing(self.test_x)
             if raw.get("y_test") is not None:
                 self.test_y = as_labels(raw["y_test"], len(self.test_x), "test labels")
         gen = torch.Generator().manual_seed(int(self.seed))
@@ -129,9 +161,11 @@ class TensorDataModule(L.LightningDataModule):
         train_idx, val_idx = perm[n_val:], perm[:n_val]
         self.train_x = x[train_idx]
         self.train_y = None if y is None else y[train_idx]
+        self.train_mask = None if mask is None else mask[train_idx]
         if n_val:
             self.val_x = x[val_idx]
             self.val_y = None if y is None else y[val_idx]
+            self.val_mask = None if mask is None else mask[val_idx]
 
     def _binarized(self, x: Tensor, gen: torch.Generator) -> Tensor:
         if self.binarize == "threshold":
@@ -169,8 +203,13 @@ class TensorDataModule(L.LightningDataModule):
         ys = [t for t in (self.train_y, self.val_y, self.test_y) if t is not None]
         return int(max(int(t.max()) for t in ys)) + 1
 
+    @property
+    def scaling(self) -> dict | None:
+        """The feature scaling fitted on the training split (see ArraysDataModule), or None."""
+        return None
+
     def describe(self) -> dict:
-        return {
+        out = {
             "name": type(self).__name__,
             "n_features": self.n_features,
             "n_classes": self.n_classes,
@@ -178,6 +217,13 @@ class TensorDataModule(L.LightningDataModule):
             "n_val": 0 if self.val_x is None else len(self.val_x),
             "n_test": 0 if self.test_x is None else len(self.test_x),
         }
+        masks = [m for m in (self.train_mask, self.val_mask, self.test_mask) if m is not None]
+        if masks:
+            observed = sum(float(m.sum()) for m in masks)
+            out["missing_fraction"] = 1.0 - observed / sum(m.numel() for m in masks)
+        if self.scaling is not None:  # the statistics themselves travel with the model (DBN.input_scaling)
+            out["scale"] = self.scaling["kind"]
+        return out
 
 
 class PretrainDataModule(L.LightningDataModule):
@@ -187,30 +233,47 @@ class PretrainDataModule(L.LightningDataModule):
     same size (loader 1), so the free energies of both can be compared
     (Hinton 2010, section 6: a growing gap means overfitting). The tensors are
     moved to the trainer's device once, in ``setup``.
+
+    With masks of missing values (1 = observed, the data zero-filled where 0) every
+    loader serves ``(x, mask)`` batches, which :class:`~dbn.training.RBMModule` trains on.
     """
 
-    def __init__(self, train_x: Tensor, val_x: Tensor | None, batch_size: int, monitor_size: int = 2000, on_device: bool = True) -> None:
+    def __init__(self, train_x: Tensor, val_x: Tensor | None, batch_size: int, monitor_size: int = 2000,
+                 on_device: bool = True, train_mask: Tensor | None = None, val_mask: Tensor | None = None) -> None:
         super().__init__()
+        for name, x, m in (("train_mask", train_x, train_mask), ("val_mask", val_x, val_mask)):
+            if m is not None and (x is None or m.shape != x.shape):
+                raise ValueError(f"{name} must have its data's shape {None if x is None else tuple(x.shape)}, "
+                                 f"got {tuple(m.shape)}")
         self.train_x, self.val_x, self.batch_size, self.on_device = train_x, val_x, int(batch_size), on_device
+        self.train_mask, self.val_mask = train_mask, val_mask
         n = min(monitor_size, len(train_x), len(val_x) if val_x is not None else monitor_size)
         self.monitor_train = train_x[:n]
         self.monitor_val = None if val_x is None else val_x[:n]
+        self.monitor_train_mask = None if train_mask is None else train_mask[:n]
+        self.monitor_val_mask = None if val_mask is None else val_mask[:n]
 
     def setup(self, stage: str | None = None) -> None:
         if self.on_device and self.trainer is not None:
             device = self.trainer.strategy.root_device
-            self.train_x = self.train_x.to(device)
-            self.monitor_train = self.monitor_train.to(device)
-            if self.monitor_val is not None:
-                self.monitor_val = self.monitor_val.to(device)
+            names = ("train_x", "monitor_train", "monitor_val", "train_mask", "monitor_train_mask", "monitor_val_mask")
+            for name in names:
+                value = getattr(self, name)
+                if value is not None:
+                    setattr(self, name, value.to(device))
 
     def train_dataloader(self) -> DataLoader:
-        return batch_loader(self.train_x, batch_size=self.batch_size, shuffle=True)
+        return batch_loader(*_with_mask(self.train_x, self.train_mask), batch_size=self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> list[DataLoader]:
         if self.monitor_val is None:
             return []
+        size = max(self.batch_size, 500)
         return [
-            batch_loader(self.monitor_val, batch_size=max(self.batch_size, 500)),
-            batch_loader(self.monitor_train, batch_size=max(self.batch_size, 500)),
+            batch_loader(*_with_mask(self.monitor_val, self.monitor_val_mask), batch_size=size),
+            batch_loader(*_with_mask(self.monitor_train, self.monitor_train_mask), batch_size=size),
         ]
+
+
+def _with_mask(x: Tensor, mask: Tensor | None) -> tuple[Tensor, ...]:
+    return (x,) if mask is None else (x, mask)

@@ -32,14 +32,20 @@ def exact_log_partition(rbm: RBM, chunk: int = 1 << 15) -> float:
 
     Enumerating hidden states h:  log Z = logsumexp_h [c·h + Σ_i log Σ_{v_i} exp(v_i (b_i + Wᵀ_i·h))].
     Enumerating visible states v: log Z = logsumexp_v [-F(v)].
-    Computed in float64, in chunks of ``chunk`` states.
+    Gaussian visible units (Bernoulli hidden, at most 25 of them): v is integrated out in closed form,
+    see :func:`gaussian_visible_log_integral`. Computed in float64, in chunks of ``chunk`` states.
 
     Raises:
-        ValueError: if both layers have more than 25 units (2^25 states), or a unit type is not binary.
+        ValueError: if the enumerated layer has more than 25 units (2^25 states), or the unit types are
+            neither binary nor Gaussian visible with binary hidden units.
     """
-    if rbm.visible.name != "bernoulli" or rbm.hidden.name != "bernoulli":
-        raise ValueError("exact_log_partition enumerates binary units; this RBM has "
-                         f"{rbm.visible.name} visible and {rbm.hidden.name} hidden units")
+    gaussian = rbm.visible.name in ("gaussian", "gaussian_learned")
+    if rbm.hidden.name != "bernoulli" or not (gaussian or rbm.visible.name == "bernoulli"):
+        raise ValueError("exact_log_partition enumerates Bernoulli hidden units and sums or integrates out "
+                         f"Bernoulli or Gaussian visible units; this RBM has {rbm.visible.name} visible and "
+                         f"{rbm.hidden.name} hidden units")
+    if gaussian:
+        return _gaussian_exact_log_partition(rbm, chunk)
     n = min(rbm.n_visible, rbm.n_hidden)
     if n > MAX_ENUMERATED_UNITS:
         raise ValueError(f"exact log Z needs a layer of at most {MAX_ENUMERATED_UNITS} units "
@@ -53,6 +59,34 @@ def exact_log_partition(rbm: RBM, chunk: int = 1 << 15) -> float:
             parts.append(states @ model.hidden_bias + model.visible.log_partition(model.visible_pre(states)))
         else:
             parts.append(-model.free_energy(states))
+    return float(torch.logsumexp(torch.cat(parts), dim=0))
+
+
+def gaussian_visible_log_integral(rbm: RBM, h: Tensor) -> Tensor:
+    """log ∫ exp(-E(v, h)) dv for Gaussian visible units (Cho et al. 2011 energy), per row of h.
+
+    With a = Wᵀh, completing the square in each v_i:
+
+        log ∫ exp(-(v_i - b_i)²/(2σ_i²) + v_i a_i/σ_i²) dv_i = ((b_i + a_i)² - b_i²) / (2σ_i²) + ½ log(2π σ_i²),
+
+    so the result is c·h + Σ_i [((b_i + a_i)² - b_i²) / (2σ_i²) + ½ log(2π σ_i²)].  (batch, n_hidden) -> (batch,)
+    """
+    log_var = torch.zeros_like(rbm.visible_bias) if rbm.log_variance is None else rbm.log_variance
+    b, a = rbm.visible_bias, h @ rbm.weight
+    quad = ((b + a).square() - b.square()) @ torch.exp(-log_var) / 2
+    return h @ rbm.hidden_bias + quad + 0.5 * float((log_var + math.log(2 * math.pi)).sum())
+
+
+def _gaussian_exact_log_partition(rbm: RBM, chunk: int) -> float:
+    if rbm.n_hidden > MAX_ENUMERATED_UNITS:
+        raise ValueError(f"exact log Z of Gaussian visible units enumerates the hidden layer, which needs at most "
+                         f"{MAX_ENUMERATED_UNITS} units (got {rbm.n_hidden})")
+    model = float64_copy(rbm)
+    parts = []
+    n_states = 1 << rbm.n_hidden
+    for start in range(0, n_states, chunk):
+        states = binary_states(rbm.n_hidden, start, min(start + chunk, n_states), torch.float64, model.weight.device)
+        parts.append(gaussian_visible_log_integral(model, states))
     return float(torch.logsumexp(torch.cat(parts), dim=0))
 
 
@@ -132,7 +166,9 @@ def ais_log_partition(
         betas: explicit schedule from 0 to 1, overriding ``n_betas``.
     """
     if rbm.visible.name != "bernoulli" or rbm.hidden.name != "bernoulli":
-        raise ValueError("ais_log_partition supports Bernoulli units")
+        raise ValueError(f"ais_log_partition supports Bernoulli units only, this RBM has {rbm.visible.name} visible "
+                         f"and {rbm.hidden.name} hidden units; for Gaussian visible units with at most "
+                         f"{MAX_ENUMERATED_UNITS} hidden units use exact_log_partition")
     if n_chains < 2:
         raise ValueError(f"n_chains must be >= 2 to report a band, got {n_chains}")
     model = float64_copy(rbm)

@@ -32,27 +32,56 @@ def load_run_data(run_dir: Path):
     return dm
 
 
-@torch.no_grad()
-def rbm_report(rbm: RBM, train_x: torch.Tensor, test_x: torch.Tensor, n_chains: int, n_betas: int, seed: int) -> dict:
-    """Likelihood numbers of one RBM as a model of its data, in nats per sample."""
-    start = time.perf_counter()
-    ais = ais_log_partition(rbm, n_chains=n_chains, n_betas=n_betas, data=train_x, seed=seed)
-    out = {
-        "log_z_ais": ais.log_z, "log_z_low": ais.log_z_low, "log_z_high": ais.log_z_high,
-        "n_chains": ais.n_chains, "n_betas": ais.n_betas, "ais_seconds": round(time.perf_counter() - start, 2),
-    }
-    if min(rbm.n_visible, rbm.n_hidden) <= MAX_ENUMERATED_UNITS:
+def is_binary(rbm: RBM) -> bool:
+    return rbm.visible.name == "bernoulli" and rbm.hidden.name == "bernoulli"
+
+
+def _log_z(rbm: RBM, train_x: torch.Tensor, n_chains: int, n_betas: int, seed: int) -> dict:
+    """AIS (binary units) and exact (small enough, binary or Gaussian visible) log Z, whichever apply."""
+    out: dict = {}
+    if is_binary(rbm):
+        start = time.perf_counter()
+        ais = ais_log_partition(rbm, n_chains=n_chains, n_betas=n_betas, data=train_x, seed=seed)
+        out.update({
+            "log_z_ais": ais.log_z, "log_z_low": ais.log_z_low, "log_z_high": ais.log_z_high,
+            "n_chains": ais.n_chains, "n_betas": ais.n_betas, "ais_seconds": round(time.perf_counter() - start, 2),
+        })
+    try:
         out["log_z_exact"] = exact_log_partition(rbm)
-    for name, x in (("train", train_x), ("test", test_x)):
-        ll = average_log_likelihood(rbm, x, ais.log_z)
-        # Z's band maps to a band on the log-likelihood: a larger Z means a lower likelihood
-        out[f"{name}_ll"] = ll
-        out[f"{name}_ll_low"] = ll + ais.log_z - ais.log_z_high
-        out[f"{name}_ll_high"] = ll + ais.log_z - ais.log_z_low
-    g = torch.Generator().manual_seed(seed)
-    out["test_pseudo_ll"] = float(pseudo_log_likelihood(rbm, test_x, generator=g).mean())
+    except ValueError:  # too large to enumerate, or unit types without an exact sum
+        pass
+    return out
+
+
+@torch.no_grad()
+def rbm_report(rbm: RBM, train_x: torch.Tensor, test_x: torch.Tensor, n_chains: int, n_betas: int, seed: int,
+               test_mask: torch.Tensor | None = None, missing: bool = False) -> dict:
+    """Likelihood numbers of one RBM as a model of its data, in nats per sample (densities for real-valued data).
+
+    AIS and the pseudo-likelihood need binary units; other RBMs get the exact log Z where it can be
+    computed (Gaussian visible units, at most 25 Bernoulli hidden units). Data with missing values
+    (``missing``) get no likelihoods: a zero-filled row is not a sample of the full visible layer. The
+    reconstruction error is always reported, over the observed entries of ``test_mask`` when given.
+    """
+    out = {} if missing else _log_z(rbm, train_x, n_chains, n_betas, seed)
+    if "log_z_ais" in out:
+        log_z, log_z_low, log_z_high = out["log_z_ais"], out["log_z_low"], out["log_z_high"]
+    else:
+        log_z = log_z_low = log_z_high = out.get("log_z_exact")
+    if log_z is not None:
+        for name, x in (("train", train_x), ("test", test_x)):
+            ll = average_log_likelihood(rbm, x, log_z)
+            # Z's band maps to a band on the log-likelihood: a larger Z means a lower likelihood
+            out[f"{name}_ll"] = ll
+            out[f"{name}_ll_low"] = ll + log_z - log_z_high
+            out[f"{name}_ll_high"] = ll + log_z - log_z_low
+    if is_binary(rbm) and not missing:
+        g = torch.Generator().manual_seed(seed)
+        out["test_pseudo_ll"] = float(pseudo_log_likelihood(rbm, test_x, generator=g).mean())
     recon = torch.cat([rbm.reconstruct(c.to(rbm.weight)) for c in test_x.split(4096)])
-    out["test_recon_error"] = float((test_x.to(recon) - recon).square().mean())
+    err = (test_x.to(recon) - recon).square()
+    mask = torch.ones_like(err) if test_mask is None else test_mask.to(err)
+    out["test_recon_error"] = float((err * mask).sum() / mask.sum().clamp_min(1.0))
     return out
 
 
@@ -67,9 +96,11 @@ def evaluate_run(run_dir: str | Path, n_chains: int = 100, n_betas: int = 14500,
     dm = load_run_data(run_dir)
     pretrained = run_dir / "dbn_pretrained.pt"
     stack = DBN.load(pretrained if pretrained.exists() else run_dir, map_location=device)
-    test_x = dm.test_x if dm.test_x is not None else dm.val_x
-    result = {"run_dir": str(run_dir), "layer0": rbm_report(stack.layers[0], dm.train_x, test_x, n_chains, n_betas, seed)}
-    if len(stack.layers) == 2:
+    test_x, test_mask = (dm.test_x, dm.test_mask) if dm.test_x is not None else (dm.val_x, dm.val_mask)
+    missing = any(m is not None for m in (dm.train_mask, dm.val_mask, dm.test_mask))
+    report = rbm_report(stack.layers[0], dm.train_x, test_x, n_chains, n_betas, seed, test_mask, missing)
+    result = {"run_dir": str(run_dir), "layer0": report}
+    if len(stack.layers) == 2 and all(is_binary(r) for r in stack.layers) and not missing:
         top = stack.layers[1]
         h_train = stack.up(dm.train_x.to(device), n_layers=1)
         ais = ais_log_partition(top, n_chains=n_chains, n_betas=n_betas, data=h_train, seed=seed)
@@ -87,15 +118,22 @@ def evaluate_run(run_dir: str | Path, n_chains: int = 100, n_betas: int = 14500,
 
 def format_report(result: dict) -> str:
     r = result["layer0"]
-    lines = [f"run: {result['run_dir']}",
-             f"  log Z (AIS, {r['n_chains']} chains, {r['n_betas']} betas): {r['log_z_ais']:.3f} "
-             f"[{r['log_z_low']:.3f}, {r['log_z_high']:.3f}]"]
+    lines = [f"run: {result['run_dir']}"]
+    if "log_z_ais" in r:
+        lines.append(f"  log Z (AIS, {r['n_chains']} chains, {r['n_betas']} betas): {r['log_z_ais']:.3f} "
+                     f"[{r['log_z_low']:.3f}, {r['log_z_high']:.3f}]")
     if "log_z_exact" in r:
         lines.append(f"  log Z (exact): {r['log_z_exact']:.3f}")
-    lines += [f"  train log-likelihood: {r['train_ll']:.2f} nats  [{r['train_ll_low']:.2f}, {r['train_ll_high']:.2f}]",
-              f"  test log-likelihood:  {r['test_ll']:.2f} nats  [{r['test_ll_low']:.2f}, {r['test_ll_high']:.2f}]",
-              f"  test pseudo-log-likelihood: {r['test_pseudo_ll']:.2f}",
-              f"  test reconstruction error (MSE): {r['test_recon_error']:.4f}"]
+    if "train_ll" in r:
+        lines += [f"  {name} log-likelihood:{pad} {r[f'{name}_ll']:.2f} nats  "
+                  f"[{r[f'{name}_ll_low']:.2f}, {r[f'{name}_ll_high']:.2f}]" for name, pad in (("train", ""), ("test", " "))]
+    else:
+        lines.append("  log-likelihood: not available for these unit types or for data with missing values (AIS needs "
+                     f"binary units; exact log Z needs Gaussian or binary visible and at most {MAX_ENUMERATED_UNITS} "
+                     "binary hidden units)")
+    if "test_pseudo_ll" in r:
+        lines.append(f"  test pseudo-log-likelihood: {r['test_pseudo_ll']:.2f}")
+    lines.append(f"  test reconstruction error (MSE): {r['test_recon_error']:.4f}")
     if "dbn_bound" in result:
         lines.append(f"  2-layer DBN lower bound on test log p(v): {result['dbn_bound']['test_bound']:.2f} nats")
     if "test_acc" in result:

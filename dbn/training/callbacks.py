@@ -91,7 +91,7 @@ class RBMTensorBoard(L.Callback):
 
     Every ``every_n_epochs`` epochs and at the end of training, under the
     module's ``prefix`` (e.g. ``pretrain/layer0``): histograms ``weight``,
-    ``visible_bias`` and ``hidden_bias``; when the layer's visible units form
+    ``visible_bias``, ``hidden_bias`` (and ``log_variance`` when learned); when the layer's visible units form
     an s x s image, also ``filters`` (the first weights as images),
     ``reconstructions`` (monitor images over their mean-field reconstructions)
     and ``samples`` (model fantasies). Does nothing without a TensorBoardLogger,
@@ -136,8 +136,10 @@ class RBMTensorBoard(L.Callback):
         rbm, prefix = pl_module.rbm, pl_module.prefix
         if not bool(rbm.is_finite()):
             return  # diverged: RBMModule's own epoch-end check stops the layer with the reason
-        for name in ("weight", "visible_bias", "hidden_bias"):
-            writer.add_histogram(f"{prefix}/{name}", getattr(rbm, name).detach().float().cpu(), global_step=step)
+        for name in ("weight", "visible_bias", "hidden_bias", "log_variance"):
+            param = getattr(rbm, name)
+            if param is not None:  # log_variance: only Gaussian visible units with learned variances
+                writer.add_histogram(f"{prefix}/{name}", param.detach().float().cpu(), global_step=step)
         if self.image_layers is not None and getattr(pl_module, "layer_index", None) not in self.image_layers:
             return
         generator = torch.Generator(device=rbm.weight.device).manual_seed(self.seed)

@@ -4,7 +4,8 @@ Reconstruction error is not a likelihood: this callback estimates log Z by AIS
 (expensive: at the end of each layer by default, or every N epochs) and logs the
 average log-likelihood of the held-out monitor set and of a training subset of the same
 size (their difference is the overfitting signal in nats), plus the pseudo-log-likelihood.
-For layers above the first, the "data" are the lower layer's hidden probabilities.
+For layers above the first, the "data" are the lower layer's hidden probabilities. Layers with
+non-binary units or missing values are skipped.
 
 References:
     Salakhutdinov & Murray (2008); Hinton (2010), section 6.
@@ -50,6 +51,8 @@ class LikelihoodMonitor(L.Callback):
         rbm, prefix, data = pl_module.rbm, pl_module.prefix, trainer.datamodule
         if not trainer.is_global_zero or rbm.visible.name != "bernoulli" or rbm.hidden.name != "bernoulli":
             return
+        if getattr(data, "train_mask", None) is not None:
+            return  # missing values: the zero-filled rows are not samples of the model's full visible layer
         ais = ais_log_partition(rbm, n_chains=self.ais_chains, n_betas=self.ais_betas, data=data.train_x, seed=self.seed)
         metrics = {f"{prefix}/log_z": ais.log_z,
                    f"{prefix}/train_subset/log_likelihood": average_log_likelihood(rbm, data.monitor_train, ais.log_z)}
