@@ -1,119 +1,247 @@
-"""CD-1 throughput on Fashion-MNIST: Lightning vs a plain PyTorch loop vs scikit-learn vs the matmul ceiling.
+"""CD-1 throughput on Fashion-MNIST (issue 5): Lightning vs a plain PyTorch loop vs scikit-learn vs the matmul ceiling.
 
-Usage: python benchmarks/cd1_throughput.py [--repeats 3] [--hidden 500] [--batch 100] [--limit N]
-Prints a Markdown table of samples/s (median of --repeats one-epoch runs) and the ratios.
-scikit-learn runs in a subprocess with OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset for it alone.
+One command, one process, every table:
+
+  1. main: 60,000 images, 784 visible x 500 hidden, CD-1, batch 100, fp32:
+     (a) dbn's RBMModule through Lightning's Trainer;
+     (b) the same work in a plain PyTorch loop (contrastive_divergence + cd_loss + the recon-error monitor,
+         SGD with momentum and weight decay on the weights, as RBMModule.configure_optimizers; checked at run time);
+     (c) scikit-learn's BernoulliRBM in a subprocess with OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset for it alone
+         (threadpoolctl's BLAS report printed; note that it trains PCD-1, also 5 products a sample);
+     (d) the ceiling: the measured matmul rate at these shapes / the FLOPs of one CD-1 sample (5 x 2*784*500).
+     Goals: (a) >= 0.95 x (b); fp32 (a) >= 1.15 x (c).
+  2. extra rows: bf16 (Trainer(precision="bf16-mixed"); the plain loop under torch.autocast("cpu", bfloat16);
+     ceiling from bf16 matmuls), batch --extra-batch, --extra-hidden hidden units; then the reconstruction error
+     after --bf16-epochs epochs of bf16 vs fp32 training (goal: within 2%).
+  3. memory: peak (ru_maxrss) and current (/proc/self/statm) RSS after epoch 1 and the last epoch of a Lightning
+     fit (benchmarks/memory.py; run first, so the process's peak is the fit's).
+  4. scaling: seconds per epoch for 250/500/1000/2000 hidden and 1x/2x/4x data (benchmarks/scaling.py).
+  5. GPU: (a) and (b) on CUDA at batches --gpu-batches, fp32 and bf16, as fractions of the GPU's measured matmul
+     rates; "no GPU here" without one.
+
+Throughput is the median of --repeats epoch periods after --warmup epochs of one fit (see harness.py);
+scikit-learn's is the median of --repeats one-epoch fits.
+
+Full run (final numbers: whole training set, no --limit):
+  python benchmarks/cd1_throughput.py --json benchmarks/results/cd1_throughput.json
+Smoke test (small sizes, numbers meaningless): python benchmarks/cd1_throughput.py --quick
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import statistics
-import subprocess
 import sys
-import time
 
 import torch
 
-SKLEARN = r"""
-import json, sys, time, numpy as np
-from threadpoolctl import threadpool_info
-from sklearn.neural_network import BernoulliRBM
-x = np.load(sys.argv[1]); hidden, batch, repeats = map(int, sys.argv[2:5])
-times = []
-for r in range(repeats):
-    rbm = BernoulliRBM(n_components=hidden, batch_size=batch, n_iter=1, learning_rate=0.05, random_state=r)
-    t = time.perf_counter(); rbm.fit(x); times.append(time.perf_counter() - t)
-info = [(i.get("internal_api"), i.get("architecture")) for i in threadpool_info()]
-print(json.dumps({"times": times, "blas": info}))
-"""
+import harness
+import memory
+import scaling
+
+PARTS = ("memory", "main", "extra", "recon", "scaling", "gpu")
+ROWS = {"a": "(a) dbn RBMModule + Lightning Trainer", "b": "(b) dbn maths, plain PyTorch loop",
+        "c": "(c) scikit-learn BernoulliRBM (float32)", "d": "(d) ceiling: matmul rate / FLOPs of one CD-1 sample"}
+GOAL_AB, GOAL_AC, GOAL_RECON = 0.95, 1.15, 0.02
+QUICK = {"limit": 3000, "repeats": 1, "warmup": 1, "bf16_epochs": 2, "memory_size": 1000, "memory_epochs": 2,
+         "scaling_base": 1000, "gpu_repeats": 1, "matmul_seconds": 0.2}
+SUBSET = " (a subset: trial numbers only)"
 
 
-def load(limit: int | None) -> torch.Tensor:
-    from dbn.data import IdxDataModule
-
-    dm = IdxDataModule(name="fashion_mnist", val_fraction=0.0, limit=limit)
-    dm.setup()
-    return dm.train_x
-
-
-def lightning_epoch(x, hidden, batch, seed):
-    import lightning as L
-
-    from dbn.data import PretrainDataModule
-    from dbn.rbm import RBM
-    from dbn.training.rbm_module import RBMModule
-
-    torch.manual_seed(seed)
-    module = RBMModule(RBM(x.shape[1], hidden), epochs=1, weight_decay=0.0, log_prefix="bench")
-    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, accelerator="cpu")
-    t = time.perf_counter()
-    trainer.fit(module, datamodule=PretrainDataModule(x, None, batch))
-    return time.perf_counter() - t
-
-
-def plain_epoch(x, hidden, batch, seed):
-    from dbn.rbm import RBM
-    from dbn.sampling import cd_loss, contrastive_divergence
-
-    torch.manual_seed(seed)
-    rbm = RBM(x.shape[1], hidden)
-    opt = torch.optim.SGD(rbm.parameters(), lr=0.05, momentum=0.5)
-    t = time.perf_counter()
-    for v in x[torch.randperm(len(x))].split(batch):
-        loss = cd_loss(rbm, contrastive_divergence(rbm, v))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return time.perf_counter() - t
-
-
-def ceiling(n_visible, hidden, batch, reps=200):
-    """Samples/s if one CD-1 sample cost only its 5 products (2·n_visible·hidden FLOPs each) at the measured rate."""
-    a, w, h = torch.rand(batch, n_visible), torch.rand(hidden, n_visible), torch.rand(batch, hidden)
-    for _ in range(10):
-        a @ w.T
-    t = time.perf_counter()
-    for _ in range(reps):
-        a @ w.T, h @ w, h.T @ a
-    flops = reps * 3 * 2 * batch * n_visible * hidden / (time.perf_counter() - t)
-    return flops / (5 * 2 * n_visible * hidden), flops
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--hidden", type=int, default=500)
-    ap.add_argument("--batch", type=int, default=100)
-    ap.add_argument("--limit", type=int, default=None)
-    args = ap.parse_args()
-    x = load(args.limit)
-    n = len(x)
+# --- 1 and 2: throughput ---------------------------------------------------------------------------------------
+def measure(x: torch.Tensor, precision: str, batch: int, hidden: int, args, with_sklearn: bool,
+            device: str = "cpu") -> dict:
+    """Rows (a), (b), (c) (fp32 on the CPU only) and (d) of one configuration, with their ratios."""
+    n, epochs = len(x), args.warmup + args.repeats
+    name = f"{precision}, batch {batch}, {hidden} hidden" + (f", {device}" if device != "cpu" else "")
+    harness.progress(f"throughput: {name}")
     rows = {}
-    rows["(a) dbn RBMModule + Lightning Trainer"] = statistics.median(lightning_epoch(x, args.hidden, args.batch, r) for r in range(args.repeats))
-    rows["(b) dbn maths, plain PyTorch loop"] = statistics.median(plain_epoch(x, args.hidden, args.batch, r) for r in range(args.repeats))
-    path = "/tmp/_dbn_bench_x.npy"
-    import numpy as np
+    a = harness.lightning_run(x, hidden, batch, epochs, args.seed, precision, device)
+    rows["a"] = {"samples_per_s": harness.steady_rate(n, a["periods"], args.warmup), "epoch_s": a["periods"],
+                 "fit_overhead_s": a["fit_overhead_s"]}
+    b = harness.plain_run(x, hidden, batch, epochs, args.seed, precision, device)
+    rows["b"] = {"samples_per_s": harness.steady_rate(n, b["periods"], args.warmup), "epoch_s": b["periods"]}
+    if with_sklearn and precision == "fp32" and device == "cpu":
+        rows["c"] = harness.sklearn_run(x, hidden, batch, args.repeats)
+    flops = harness.matmul_rate(x.shape[1], hidden, batch, harness.PRECISIONS[precision][1], device,
+                                seconds=args.matmul_seconds, repeats=args.repeats)
+    rows["d"] = {"samples_per_s": flops / harness.cd1_flops(x.shape[1], hidden), "matmul_flops": flops}
+    ratios = {f"a/{k}": rows["a"]["samples_per_s"] / rows[k]["samples_per_s"] for k in ("b", "c", "d") if k in rows}
+    goals = {f"a/b >= {GOAL_AB}": ratios["a/b"] >= GOAL_AB}
+    if "a/c" in ratios:
+        goals[f"a/c >= {GOAL_AC}"] = ratios["a/c"] >= GOAL_AC
+    return {"config": name, "precision": precision, "batch": batch, "hidden": hidden, "device": device,
+            "rows": rows, "ratios": ratios, "goals": goals}
 
-    np.save(path, x.numpy())  # float32: scikit-learn keeps the dtype
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-    out = subprocess.run([sys.executable, "-c", SKLEARN, path, str(args.hidden), str(args.batch), str(args.repeats)],
-                         capture_output=True, text=True, env=env, check=True)
-    sk = json.loads(out.stdout)
-    rows["(c) scikit-learn BernoulliRBM (float32)"] = statistics.median(sk["times"])
-    ceil_rate, flops = ceiling(x.shape[1], args.hidden, args.batch)
-    print(f"Fashion-MNIST {n} x {x.shape[1]}, {args.hidden} hidden, batch {args.batch}, CD-1, fp32, torch threads {torch.get_num_threads()}; "
-          f"median of {args.repeats} epochs; sklearn BLAS {sk['blas']}; matmul rate {flops / 1e9:.1f} GFLOP/s")
-    print("| setup | samples/s | vs (b) | vs (c) |")
-    print("|---|---|---|---|")
-    base_b, base_c = n / rows["(b) dbn maths, plain PyTorch loop"], n / rows["(c) scikit-learn BernoulliRBM (float32)"]
-    for name, seconds in rows.items():
-        rate = n / seconds
-        print(f"| {name} | {rate:,.0f} | {rate / base_b:.2f} | {rate / base_c:.2f} |")
-    print(f"| (d) ceiling: measured matmul rate / FLOPs of 5 products | {ceil_rate:,.0f} | {ceil_rate / base_b:.2f} | {ceil_rate / base_c:.2f} |")
+
+def _note(key: str, row: dict, cfg: dict, n_visible: int) -> str:
+    if key == "a":
+        return f"Lightning fit set-up + tear-down {row['fit_overhead_s']:.2f} s, not in samples/s"
+    if key == "c":
+        return "BLAS: " + harness.blas_summary(row["blas"])
+    if key == "d":
+        mflop = harness.cd1_flops(n_visible, cfg["hidden"]) / 1e6
+        return f"{row['matmul_flops'] / 1e9:.1f} GFLOP/s {cfg['precision']} matmul / {mflop:.2f} MFLOP a sample"
+    return ""
+
+
+def _goal(ratio: float | None, target: float) -> str:
+    return "-" if ratio is None else ("met" if ratio >= target else "MISSED")
+
+
+def throughput_tables(results: list[dict], n: int, n_visible: int, args) -> str:
+    """The samples/s of every row, then the ratios of (a) to the others next to the goals."""
+    head = (f"### CD-1 throughput: Fashion-MNIST {n:,} x {n_visible}{SUBSET if args.limit else ''}, CD-1; "
+            f"torch threads {torch.get_num_threads()}; median of {args.repeats} epochs after {args.warmup} warm-up "
+            f"(scikit-learn: of {args.repeats} one-epoch fits)\n\n")
+    rows = [[cfg["config"], ROWS[key], f"{row['samples_per_s']:,.0f}", f"{n / row['samples_per_s']:.2f}",
+             _note(key, row, cfg, n_visible)] for cfg in results for key, row in cfg["rows"].items()]
+    ratio_rows = []
+    for cfg in results:
+        ab, ac, ad = cfg["ratios"]["a/b"], cfg["ratios"].get("a/c"), cfg["ratios"]["a/d"]
+        ratio_rows.append([cfg["config"], f"{ab:.2f}", _goal(ab, GOAL_AB), "-" if ac is None else f"{ac:.2f}",
+                           _goal(ac, GOAL_AC), f"{ad:.2f}"])
+    return (head + harness.markdown(["config", "setup", "samples/s", "s / epoch", "note"], rows) + "\n\n"
+            + harness.markdown(["config", "(a)/(b)", f"goal (a)/(b) >= {GOAL_AB}", "(a)/(c)",
+                                f"goal fp32 (a)/(c) >= {GOAL_AC}", "(a)/(d)"], ratio_rows))
+
+
+# --- 2: bf16 accuracy --------------------------------------------------------------------------------------------
+def bf16_recon(x: torch.Tensor, test_x: torch.Tensor, hidden: int, batch: int, epochs: int, seed: int) -> dict:
+    """Reconstruction error after ``epochs`` epochs of fp32 and of bf16-mixed training from the same seed.
+
+    Two measures: the training recon error RBMModule logs for the last epoch (mean over its batches,
+    computed under the run's precision), and the test set's, evaluated in fp32 from the trained weights.
+    """
+    from dbn.training.rbm_module import squared_error
+
+    out = {"epochs": epochs, "n": len(x), "hidden": hidden, "batch": batch}
+    for precision in ("fp32", "bf16"):
+        harness.progress(f"recon: {epochs} epochs {precision}")
+        run = harness.lightning_run(x, hidden, batch, epochs, seed, precision)
+        with torch.no_grad():
+            rbm = run["module"].rbm.float().cpu()
+            test = float(squared_error(test_x, rbm.reconstruct(test_x)).mean())
+        out[precision] = {"train_recon_error": run["metrics"]["bench/train/recon_error"], "test_recon_error": test,
+                          "epoch_s": run["periods"]}
+    for key in ("train_recon_error", "test_recon_error"):
+        out[f"bf16_vs_fp32_{key}"] = out["bf16"][key] / out["fp32"][key] - 1.0
+    out["goal_within_2pct"] = all(abs(out[f"bf16_vs_fp32_{k}"]) <= GOAL_RECON
+                                  for k in ("train_recon_error", "test_recon_error"))
+    return out
+
+
+def recon_table(r: dict, limited: bool) -> str:
+    head = (f"### bf16 vs fp32 reconstruction error after {r['epochs']} epochs: Fashion-MNIST {r['n']:,} training "
+            f"images{SUBSET if limited else ''}, {r['hidden']} hidden, batch {r['batch']}, Lightning, same seed "
+            f"(goal: within {GOAL_RECON:.0%})\n\n")
+    rows = []
+    for p in ("fp32", "bf16"):
+        rel = {k: f"{r[f'bf16_vs_fp32_{k}']:+.2%}" if p == "bf16" else "-"
+               for k in ("train_recon_error", "test_recon_error")}
+        goal = ("met" if r["goal_within_2pct"] else "MISSED") if p == "bf16" else "-"
+        rows.append([p, f"{r[p]['train_recon_error']:.5f}", rel["train_recon_error"], f"{r[p]['test_recon_error']:.5f}",
+                     rel["test_recon_error"], goal])
+    return head + harness.markdown(["precision", f"train recon error, epoch {r['epochs']}", "vs fp32",
+                                    "test recon error (fp32 eval)", "vs fp32", "goal within 2%"], rows)
+
+
+# --- 5: GPU ----------------------------------------------------------------------------------------------------------
+def gpu_part(x: torch.Tensor, args, device: str = "cuda") -> dict:
+    """(a) and (b) on the GPU at each batch size, fp32 and bf16, against that GPU's measured matmul rates."""
+    gpu_args = argparse.Namespace(**{**vars(args), "repeats": args.gpu_repeats})
+    results = [measure(x, precision, batch, args.hidden, gpu_args, with_sklearn=False, device=device)
+               for batch in args.gpu_batches for precision in ("fp32", "bf16")]
+    name = torch.cuda.get_device_name() if torch.device(device).type == "cuda" else device
+    return {"device": name, "repeats": args.gpu_repeats, "results": results}
+
+
+def gpu_table(g: dict, n: int, warmup: int) -> str:
+    head = (f"### GPU: {g['device']}, Fashion-MNIST {n:,} images on the device, CD-1, "
+            f"{g['results'][0]['hidden']} hidden; "
+            f"fp32 is full fp32 (no TF32); fractions of the measured matmul rate of the same precision; "
+            f"median of {g['repeats']} epochs after {warmup} warm-up\n\n")
+    rows = []
+    for cfg in g["results"]:
+        a, b, d = (cfg["rows"][k]["samples_per_s"] for k in "abd")
+        rows.append([cfg["config"], f"{a:,.0f}", f"{b:,.0f}", f"{d:,.0f}", f"{cfg['ratios']['a/b']:.2f}",
+                     f"{a / d:.1%}", f"{b / d:.1%}", f"{cfg['rows']['d']['matmul_flops'] / 1e12:.1f}"])
+    return head + harness.markdown(["config", "(a) samples/s", "(b) samples/s", "(d) ceiling samples/s", "(a)/(b)",
+                                    "(a) / ceiling", "(b) / ceiling", "matmul TFLOP/s"], rows)
+
+
+# --- command line ----------------------------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add = ap.add_argument
+    add("--repeats", type=int, default=3,
+        help="timed epochs (scikit-learn: one-epoch fits) per row; medians are reported (default 3)")
+    add("--warmup", type=int, default=1, help="untimed epochs at the start of each fit (default 1)")
+    add("--hidden", type=int, default=500, help="hidden units of the main table (default 500)")
+    add("--batch", type=int, default=100, help="batch size of the main table (default 100)")
+    add("--limit", type=int, default=None,
+        help="use the first N training images: trial runs only (default: all 60,000)")
+    add("--extra-batch", type=int, default=1000, help="batch size of the extra fp32 row (default 1000)")
+    add("--extra-hidden", type=int, default=2000, help="hidden units of the extra fp32 row (default 2000)")
+    add("--bf16-epochs", type=int, default=5,
+        help="epochs of the bf16-vs-fp32 reconstruction-error check, on the whole training set; 0 skips it (default 5)")
+    memory.add_arguments(ap.add_argument_group("memory (benchmarks/memory.py)"), prefix="memory-")
+    scaling.add_arguments(ap.add_argument_group("scaling (benchmarks/scaling.py)"), prefix="scaling-")
+    add("--gpu-batches", type=int, nargs="+", default=[1000, 5000],
+        help="batch sizes of the GPU rows (default 1000 5000)")
+    add("--gpu-repeats", type=int, default=10, help="timed epochs per GPU row (default 10)")
+    add("--matmul-seconds", type=float, default=1.0,
+        help="seconds of each of --repeats windows timing the ceiling's matmul rate (default 1)")
+    add("--no-sklearn", action="store_true", help="leave out row (c)")
+    add("--parts", nargs="+", choices=PARTS, default=list(PARTS),
+        help=f"tables to make (default all: {' '.join(PARTS)})")
+    add("--seed", type=int, default=0, help="seed of every fit (default 0)")
+    add("--json", metavar="PATH", help="also write every number (and each epoch's time) as JSON to PATH")
+    add("--quick", action="store_true",
+        help="smoke test: " + ", ".join(f"{k}={v}" for k, v in QUICK.items()) + " (overriding those flags); "
+             "the numbers mean nothing")
+    args = ap.parse_args(argv)
+    if args.quick:
+        vars(args).update(QUICK)
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    harness.quiet()
+    report: dict = {"machine": harness.machine(), "argv": sys.argv[1:], "args": vars(args)}
+
+    def emit(text: str) -> None:
+        print(text + "\n", flush=True)
+
+    if args.quick:
+        emit("QUICK RUN (smoke test): small sizes, the numbers mean nothing")
+    if "memory" in args.parts:  # first, before the full data set is loaded
+        size = min(args.memory_size, args.limit or args.memory_size)
+        harness.progress(f"memory: {args.memory_epochs} epochs on {size:,} images")
+        x_mem = harness.load_fashion_mnist(size)[0]
+        report["memory"] = memory.run_memory(x_mem, args.hidden, args.batch, args.memory_epochs, args.seed)
+        emit(memory.table(report["memory"]))
+    x, test_x = harness.load_fashion_mnist(args.limit)
+    configs = [("fp32", args.batch, args.hidden)] if "main" in args.parts else []
+    if "extra" in args.parts:
+        configs += [("bf16", args.batch, args.hidden), ("fp32", args.extra_batch, args.hidden),
+                    ("fp32", args.batch, args.extra_hidden)]
+    if configs:
+        report["throughput"] = [measure(x, *c, args, with_sklearn=not args.no_sklearn) for c in configs]
+        emit(throughput_tables(report["throughput"], len(x), x.shape[1], args))
+    if "recon" in args.parts and args.bf16_epochs > 0:
+        report["bf16_recon"] = bf16_recon(x, test_x, args.hidden, args.batch, args.bf16_epochs, args.seed)
+        emit(recon_table(report["bf16_recon"], bool(args.limit)))
+    if "scaling" in args.parts:
+        report["scaling"] = scaling.run_scaling(x, args.scaling_base, args.scaling_hidden_sizes,
+                                                args.scaling_data_factors, args.hidden, args.batch, args.warmup,
+                                                args.repeats, args.seed)
+        emit(scaling.table(report["scaling"]))
+    if "gpu" in args.parts:
+        report["gpu"] = gpu_part(x, args) if torch.cuda.is_available() else None
+        emit(gpu_table(report["gpu"], len(x), args.warmup) if report["gpu"]
+             else "### GPU\n\nno GPU here (torch.cuda.is_available() is False)")
+    harness.write_json(args.json, report)
 
 
 if __name__ == "__main__":

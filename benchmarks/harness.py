@@ -1,0 +1,332 @@
+"""Shared timing pieces of the CD-1 benchmarks: data, the Lightning and plain-loop runs, the matmul ceiling, tables.
+
+Throughput is steady-state: every run trains ``warmup + repeats`` epochs in one fit (one loop),
+and the samples/s is the training-set size over the median of the last ``repeats`` epoch periods,
+an epoch period being the time from one epoch's end to the next (the first epoch: from its start).
+The warm-up epoch takes the one-time costs (lazy imports, allocator, oneDNN / cuBLAS set-up) out
+of the number; the Lightning fit's fixed cost (set-up and tear-down) is reported on its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import resource
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+N_PRODUCTS = 5  # products of one CD-1 step: c + W·v_data, reconstruction, c + W·v_model, two weight gradients
+PRECISIONS = {"fp32": ("32-true", torch.float32), "bf16": ("bf16-mixed", torch.bfloat16)}
+
+
+def quiet() -> None:
+    """Keep Lightning's banners (stderr) and the small-data warnings out of the output."""
+    import lightning  # noqa: F401  its import sets its loggers to INFO: set them after it
+
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+    warnings.filterwarnings("ignore", message=".*Tensor Cores.*")
+
+
+def progress(msg: str) -> None:
+    """Where a long run is; stderr, so stdout holds only the tables."""
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def load_fashion_mnist(limit: int | None = None) -> tuple[Tensor, Tensor]:
+    """Fashion-MNIST (first ``limit`` training images, test images) as float32 (n, 784) in [0, 1]."""
+    from dbn.data import IdxDataModule
+
+    dm = IdxDataModule(name="fashion_mnist", val_fraction=0.0, limit=limit)
+    dm.setup()
+    return dm.train_x, dm.test_x
+
+
+def cd1_flops(n_visible: int, hidden: int) -> int:
+    """FLOPs of one CD-1 sample's maths: 5 products of 2·n_visible·hidden (elementwise work left out)."""
+    return N_PRODUCTS * 2 * n_visible * hidden
+
+
+def synchronize(device: torch.device | str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def steady_rate(n: int, periods: list[float], warmup: int) -> float:
+    """Samples/s from the median epoch period after ``warmup`` epochs."""
+    timed = periods[warmup:] or periods
+    return n / statistics.median(timed)
+
+
+# --- (a) Lightning -----------------------------------------------------------------------------------
+def _epoch_clock():
+    import lightning as L
+
+    class EpochClock(L.Callback):
+        """Marks the first epoch's start and every epoch's end (after a device sync): periods = differences."""
+
+        def __init__(self) -> None:
+            self.marks: list[float] = []
+
+        def _mark(self, pl_module) -> None:
+            synchronize(pl_module.device)
+            self.marks.append(time.perf_counter())
+
+        def on_train_epoch_start(self, trainer, pl_module) -> None:
+            if not self.marks:
+                self._mark(pl_module)
+
+        def on_train_epoch_end(self, trainer, pl_module) -> None:
+            self._mark(pl_module)
+
+        @property
+        def periods(self) -> list[float]:
+            return [b - a for a, b in zip(self.marks, self.marks[1:])]
+
+    return EpochClock()
+
+
+def lightning_run(x: Tensor, hidden: int, batch: int, epochs: int, seed: int = 0, precision: str = "fp32",
+                  device: str = "cpu", callbacks: tuple = ()) -> dict:
+    """Train RBMModule (its defaults: CD-1, lr 0.05, momentum 0.5, weight decay 2e-4) through Lightning's Trainer.
+
+    Returns the epoch periods (s), the fit's fixed cost (wall time of ``fit`` minus the epochs), the module
+    and the trainer's last logged metrics.
+    """
+    import lightning as L
+
+    from dbn.data import PretrainDataModule
+    from dbn.rbm import RBM
+    from dbn.training.rbm_module import RBMModule
+
+    torch.manual_seed(seed)
+    module = RBMModule(RBM(x.shape[1], hidden), epochs=epochs, log_prefix="bench")
+    clock = _epoch_clock()
+    trainer = L.Trainer(max_epochs=epochs, precision=PRECISIONS[precision][0], logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                        limit_val_batches=0, log_every_n_steps=25,  # conf/trainer/default.yaml's
+                        accelerator="gpu" if torch.device(device).type == "cuda" else "cpu", devices=1,
+                        callbacks=[clock, *callbacks])
+    t = time.perf_counter()
+    trainer.fit(module, datamodule=PretrainDataModule(x, None, batch))
+    synchronize(device)
+    fit_s = time.perf_counter() - t
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    overhead = fit_s - sum(clock.periods)
+    return {"periods": clock.periods, "fit_overhead_s": overhead, "module": module, "metrics": metrics}
+
+
+# --- (b) the same maths in a plain loop --------------------------------------------------------------------
+def _optimizer_like_module(rbm, lr: float = 0.05, momentum: float = 0.5, weight_decay: float = 2e-4):
+    """RBMModule.configure_optimizers written out: SGD with momentum, weight decay on the weights only."""
+    biases = [p for p in (rbm.visible_bias, rbm.hidden_bias, rbm.log_variance) if p is not None]
+    groups = [{"params": [rbm.weight], "weight_decay": weight_decay}, {"params": biases, "weight_decay": 0.0}]
+    return torch.optim.SGD(groups, lr=lr, momentum=momentum)
+
+
+def check_same_optimizer(rbm, opt) -> None:
+    """Fail loudly if RBMModule's optimizer set-up drifts from the plain loop's (the comparison would lie)."""
+    from dbn.training.rbm_module import RBMModule
+
+    ref = RBMModule(rbm, epochs=1).configure_optimizers()["optimizer"]
+    keys = ("lr", "momentum", "weight_decay", "dampening", "nesterov", "maximize")
+    ours = [({k: g[k] for k in keys}, [id(p) for p in g["params"]]) for g in opt.param_groups]
+    theirs = [({k: g[k] for k in keys}, [id(p) for p in g["params"]]) for g in ref.param_groups]
+    if type(opt) is not type(ref) or ours != theirs:
+        raise RuntimeError(f"plain loop's optimizer {ours} differs from RBMModule's {theirs}; "
+                           "update benchmarks/harness.py")
+
+
+def plain_run(x: Tensor, hidden: int, batch: int, epochs: int, seed: int = 0, precision: str = "fp32",
+              device: str = "cpu") -> dict:
+    """RBMModule's work without Lightning: CD-1, cd_loss, the recon-error monitor, SGD + momentum + weight decay.
+
+    bf16 runs the step under ``torch.autocast`` as Trainer(precision="bf16-mixed") does: backward outside it,
+    and ``cache_enabled=False`` like Lightning's MixedPrecision plugin (with the cache, the biases would be cast
+    once a step instead of at every use, and their two gradients summed in bf16 rather than fp32).
+    """
+    from dbn.rbm import RBM
+    from dbn.sampling import cd_loss, contrastive_divergence
+    from dbn.training.rbm_module import squared_error
+    from dbn.training.schedules import momentum_at
+
+    torch.manual_seed(seed)
+    rbm = RBM(x.shape[1], hidden).to(device)
+    x = x.to(device)
+    opt = _optimizer_like_module(rbm)
+    check_same_optimizer(rbm, opt)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: 1.0)  # RBMModule's default constant schedule
+    device_type = torch.device(device).type
+    autocast = (lambda: torch.autocast(device_type, dtype=torch.bfloat16, cache_enabled=False)) if precision == "bf16" \
+        else contextlib.nullcontext
+    synchronize(device)
+    marks = [time.perf_counter()]
+    for epoch in range(epochs):
+        for group in opt.param_groups:
+            group["momentum"] = momentum_at(epoch, 0.5, 0.9, 5)
+        sums = None
+        for idx in torch.randperm(len(x), device=x.device).split(batch):
+            v = x[idx]
+            with autocast():
+                step = contrastive_divergence(rbm, v)
+                loss = cd_loss(rbm, step)
+                recon = squared_error(v, step.recon).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            values = torch.stack([loss.detach(), recon, torch.ones_like(recon)])  # RBMModule._accumulate's sums
+            sums = values if sums is None else sums + values
+        if not bool(torch.isfinite(sums).all() & rbm.is_finite()):  # its divergence check, one sync an epoch
+            raise RuntimeError(f"plain loop diverged in epoch {epoch}")
+        sched.step()
+        synchronize(device)
+        marks.append(time.perf_counter())
+    return {"periods": [b - a for a, b in zip(marks, marks[1:])], "rbm": rbm}
+
+
+# --- (d) the ceiling ------------------------------------------------------------------------------------------
+def matmul_rate(n_visible: int, hidden: int, batch: int, dtype: torch.dtype = torch.float32, device: str = "cpu",
+                seconds: float = 1.0, repeats: int = 3) -> float:
+    """Median FLOP/s over ``repeats`` windows of ~``seconds`` of CD-1's three product shapes.
+
+    (batch, n_visible)·(n_visible, hidden), (batch, hidden)·(hidden, n_visible) and
+    (hidden, batch)·(batch, n_visible), each 2·batch·n_visible·hidden FLOPs.
+    """
+    g = torch.Generator(device=device).manual_seed(0)
+    a, w, h = (torch.rand(shape, generator=g, device=device).to(dtype)
+               for shape in ((batch, n_visible), (hidden, n_visible), (batch, hidden)))
+
+    def burst(n: int) -> None:
+        for _ in range(n):
+            a @ w.T, h @ w, h.T @ a
+
+    burst(10)
+    synchronize(device)
+    rates = []
+    for _ in range(max(repeats, 1)):
+        reps, t = 0, time.perf_counter()
+        while time.perf_counter() - t < seconds:
+            burst(10)
+            synchronize(device)
+            reps += 10
+        rates.append(reps * 3 * 2 * batch * n_visible * hidden / (time.perf_counter() - t))
+    return statistics.median(rates)
+
+
+# --- (c) scikit-learn -------------------------------------------------------------------------------------------
+SKLEARN = r"""
+import json, sys, time, numpy as np
+from threadpoolctl import threadpool_info
+from sklearn.neural_network import BernoulliRBM
+x = np.load(sys.argv[1]); hidden, batch, repeats = map(int, sys.argv[2:5])
+BernoulliRBM(n_components=hidden, batch_size=batch, n_iter=1, random_state=0).fit(x[:2000])  # warm-up: BLAS threads
+times = []
+for r in range(repeats):
+    rbm = BernoulliRBM(n_components=hidden, batch_size=batch, n_iter=1, learning_rate=0.05, random_state=r)
+    t = time.perf_counter(); rbm.fit(x); times.append(time.perf_counter() - t)
+info = [{k: i.get(k) for k in ("internal_api", "version", "architecture", "num_threads")} for i in threadpool_info()]
+print(json.dumps({"times": times, "blas": info}))
+"""
+
+
+def sklearn_run(x: Tensor, hidden: int, batch: int, repeats: int) -> dict:
+    """scikit-learn's BernoulliRBM, one epoch (n_iter=1) per fit, in a subprocess without OPENBLAS_CORETYPE / _L2_SIZE.
+
+    Those two variables pin OpenBLAS's kernels on some machines; unset for this subprocess only, so
+    scikit-learn runs with the kernels OpenBLAS picks itself (threadpoolctl's ``architecture``).
+    """
+    import subprocess
+    import tempfile
+
+    import numpy as np
+
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "x.npy"
+        np.save(path, x.cpu().numpy())  # float32: scikit-learn keeps the dtype
+        out = subprocess.run([sys.executable, "-c", SKLEARN, str(path), str(hidden), str(batch), str(max(repeats, 1))],
+                             capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise RuntimeError(f"scikit-learn subprocess failed:\n{out.stderr[-2000:]}")
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["samples_per_s"] = len(x) / statistics.median(result["times"])
+    return result
+
+
+def blas_summary(info: list[dict]) -> str:
+    """threadpoolctl's libraries as 'openblas 0.3.27 SkylakeX x2 threads; openmp x2 threads'."""
+    parts = []
+    for i in info:
+        words = [str(i.get(k)) for k in ("internal_api", "version", "architecture") if i.get(k)]
+        parts.append(" ".join(words) + f" x{i.get('num_threads')} threads")
+    return "; ".join(dict.fromkeys(parts))
+
+
+# --- memory ---------------------------------------------------------------------------------------------------
+def peak_rss_mib() -> float:
+    """The process's peak resident set so far, ``getrusage(RUSAGE_SELF).ru_maxrss`` (KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def reset_peak_rss() -> bool:
+    """Start ru_maxrss afresh from the current RSS (Linux: 5 > /proc/self/clear_refs); False where that is refused.
+
+    Without it the peak would be the process's whole past (imports, loading the data set), which a fit
+    may never reach again, so that growth during the fit could not show.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def current_rss_mib() -> float:
+    """Resident set now: second field of /proc/self/statm, in pages."""
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+# --- output --------------------------------------------------------------------------------------------------------
+def markdown(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_json(path: str | None, obj: dict) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(obj, indent=2, default=_jsonable))
+
+
+def _jsonable(obj):
+    if isinstance(obj, Tensor):
+        return obj.tolist()
+    return str(obj)
+
+
+def machine() -> dict:
+    """What the numbers were measured on."""
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    out = {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        out["gpu"] = torch.cuda.get_device_name()
+    return out

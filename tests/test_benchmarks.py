@@ -1,0 +1,56 @@
+"""Smoke test of the CD-1 benchmark (benchmarks/cd1_throughput.py): it runs end to end and fills every table.
+
+A smoke test only: ``--quick`` runs tiny sizes whose numbers mean nothing, and no speed is checked here.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dbn.data import IdxDataModule
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "cd1_throughput.py"
+ROW_NAMES = (
+    "(a) dbn RBMModule + Lightning Trainer",
+    "(b) dbn maths, plain PyTorch loop",
+    "(c) scikit-learn BernoulliRBM",
+    "(d) ceiling",
+    "goal (a)/(b) >= 0.95",
+    "bf16 vs fp32 reconstruction error",
+    "peak RSS (ru_maxrss)",
+    "s / (epoch * 1000 samples)",
+    "### GPU",
+)
+
+
+def _numbers(obj, key: str) -> list[float]:
+    """Every value stored under ``key`` anywhere in a JSON tree."""
+    if isinstance(obj, dict):
+        return [v for k, v in obj.items() if k == key] + [n for v in obj.values() for n in _numbers(v, key)]
+    if isinstance(obj, list):
+        return [n for v in obj for n in _numbers(v, key)]
+    return []
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not all(IdxDataModule(name="fashion_mnist")._paths().values()),
+                    reason="needs Fashion-MNIST (apt-get install dataset-fashion-mnist)")
+def test_cd1_benchmark_quick_smoke(tmp_path):
+    """Smoke test: ``--quick`` exits 0, prints every table's rows and writes positive numbers to its JSON."""
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--json", str(out)], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    missing = [name for name in ROW_NAMES if name not in proc.stdout]
+    assert not missing, f"rows missing from the tables: {missing}\n{proc.stdout}"
+    report = json.loads(out.read_text())
+    rates = _numbers(report, "samples_per_s")
+    assert len(rates) >= 15 and all(r > 0 for r in rates)  # 4 configurations x (a)-(d), less (c) for bf16
+    assert all(s > 0 for s in _numbers(report, "s_per_epoch")) and len(report["scaling"]["rows"]) == 7
+    assert all(m > 0 for m in _numbers(report["memory"], "peak_rss_mib") + _numbers(report["memory"], "rss_mib"))
+    assert all(e > 0 for e in _numbers(report["bf16_recon"], "test_recon_error"))
