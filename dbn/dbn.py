@@ -3,7 +3,8 @@
 The DBN is a plain ``nn.Module``: ``transform`` gives top-layer features,
 ``forward`` the logits of an optional softmax head (the stack used as a
 feed-forward net with weights W_l and hidden biases c_l), ``generate`` samples
-(Gibbs in the top RBM, then one top-down pass), and ``save``/``load`` keep it.
+(Gibbs in the top RBM, then one top-down pass), and ``save``/``load`` keep it, with
+its unit types, any learned variances and the input scaling of its training data.
 
 References:
     Hinton, Osindero & Teh (2006), "A fast learning algorithm for deep belief nets";
@@ -18,6 +19,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from dbn.io import atomic_save
 
 from dbn.rbm import RBM
 from dbn.units import get_units
@@ -39,7 +42,7 @@ class DBN(nn.Module):
     Args:
         sizes: layer sizes, the data dimension first; at least two entries.
         visible: unit type of the data layer.
-        hidden: hidden unit type, one name for all layers or one per layer.
+        hidden: hidden unit type, one name for all layers or one per layer (``bernoulli``, ``relu``).
         n_classes: add a softmax head with this many classes on top.
         init_std: standard deviation of the RBMs' initial weights.
         generator: random generator for the initial weights.
@@ -68,6 +71,8 @@ class DBN(nn.Module):
             for n_v, n_h, vt, ht in zip(sizes[:-1], sizes[1:], visible_types, hidden_types)
         )
         self.head: nn.Linear | None = None
+        #: the feature scaling of the training data, ``{"kind", "offset", "scale"}`` (see :meth:`preprocess`), or None
+        self.input_scaling: dict | None = None
         if n_classes is not None:
             self.add_head(n_classes, generator=generator)
 
@@ -144,13 +149,46 @@ class DBN(nn.Module):
         return self.predict_proba(x, batch_size).argmax(-1)
 
     def _as_input(self, x) -> Tensor:
+        """A (n, n_visible) tensor on the model's device; NaN entries are missing values and become 0.
+
+        A zero-filled entry adds nothing to the first hidden layer's input: the features are
+        those of the RBM over the observed entries (as in training with missing values).
+        """
         ref = self.layers[0].weight
-        x = torch.as_tensor(x).to(device=ref.device, dtype=ref.dtype)
+        x = torch.as_tensor(x)
+        if x.is_complex() or x.dtype == torch.bool:
+            raise TypeError(f"expected real-valued input, got dtype {x.dtype}")
+        x = x.to(device=ref.device, dtype=ref.dtype)
         if x.ndim > 2:
             x = x.flatten(1)
         if x.ndim != 2 or x.shape[1] != self.sizes[0]:
             raise ValueError(f"expected input of shape (n, {self.sizes[0]}), got {tuple(x.shape)}")
-        return x
+        if torch.isinf(x).any():
+            raise ValueError(f"input holds {int(torch.isinf(x).sum())} infinite values; remove or clip them "
+                             "(NaN marks a missing entry, infinity is not a value)")
+        return torch.nan_to_num(x, nan=0.0)
+
+    def preprocess(self, x) -> Tensor:
+        """Raw features -> the model's input space, with the training data's scaling (``input_scaling``).
+
+        (x - offset) / scale per feature, then clipped to [0, 1] for ``minmax``, or ratings 1..K one-hot
+        encoded for softmax units; NaN (missing) stays NaN.
+        Without a stored scaling, x is returned as a tensor. ``model.predict(model.preprocess(x_raw))``
+        classifies new raw data the way the training data were seen.
+        """
+        x = torch.as_tensor(x)
+        if self.input_scaling is None:
+            return x
+        if self.input_scaling["kind"] == "one_hot":  # ratings 1..K -> K one-hot columns each (softmaxK units)
+            return get_units(f"softmax{self.input_scaling['levels']}").encode(x).to(self.layers[0].weight.dtype)
+        offset = torch.as_tensor(self.input_scaling["offset"], dtype=torch.float64)
+        scale = torch.as_tensor(self.input_scaling["scale"], dtype=torch.float64)
+        if x.ndim != 2 or x.shape[1] != len(offset):
+            raise ValueError(f"expected raw input of shape (n, {len(offset)}), got {tuple(x.shape)}")
+        out = (x.to(torch.float64) - offset) / scale
+        if self.input_scaling["kind"] == "minmax":
+            out = out.clamp(0.0, 1.0)
+        return out.to(self.layers[0].weight.dtype)
 
     # --- generation (top-down) -------------------------------------------------------------------
     @torch.no_grad()
@@ -159,7 +197,7 @@ class DBN(nn.Module):
         for i, rbm in enumerate(reversed(self.layers[:-1])):
             mean = rbm.visible_mean(h)
             bottom = i == len(self.layers) - 2
-            h = rbm.visible.sample(mean, generator) if (sample and not bottom) else mean
+            h = rbm.visible.sample(mean, generator, rbm.log_variance) if (sample and not bottom) else mean
         return h
 
     @torch.no_grad()
@@ -179,6 +217,7 @@ class DBN(nn.Module):
             "visible": self.layers[0].visible.name,
             "hidden": [rbm.hidden.name for rbm in self.layers],
             "n_classes": self.n_classes,
+            "input_scaling": self.input_scaling,
         }
 
     def save(self, path: str | Path) -> Path:
@@ -186,12 +225,8 @@ class DBN(nn.Module):
         path = Path(path)
         if path.is_dir():
             path = path / MODEL_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu() for k, v in self.state_dict().items()}
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save({**self.spec(), "state_dict": state}, tmp)
-        tmp.replace(path)  # atomic: a crash mid-write never leaves a broken model behind
-        return path
+        return atomic_save({**self.spec(), "state_dict": state}, path)  # a crash mid-write keeps the old file
 
     @classmethod
     def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> DBN:
@@ -208,6 +243,7 @@ class DBN(nn.Module):
             model = cls(blob["sizes"], visible=blob["visible"], hidden=blob["hidden"], n_classes=blob["n_classes"],
                         init_std=0.0)
         model.load_state_dict(blob["state_dict"])
+        model.input_scaling = blob.get("input_scaling")  # files saved before scaling was stored have none
         return model
 
 

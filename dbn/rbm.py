@@ -1,20 +1,28 @@
 """Restricted Boltzmann Machine as a plain ``nn.Module``.
 
-Energy of a joint state (Bernoulli hidden units):
+Energy of a joint state:
 
-    E(v, h) = E_vis(v; b) - c·h - h·W·v
+    E(v, h) = E_vis(v; b, σ) - c·h - h·W·(v / σ²)
 
 with ``weight`` W of shape (n_hidden, n_visible) like ``nn.Linear``,
-``visible_bias`` b and ``hidden_bias`` c. Summing the hidden units out gives the
-free energy F(v) = E_vis(v; b) - Σ_j log Σ_{h_j} exp(h_j (c_j + W_j·v)), so that
-p(v) = exp(-F(v)) / Z.
+``visible_bias`` b and ``hidden_bias`` c. For Bernoulli (and ReLU) visible units
+E_vis = -b·v and σ = 1; for Gaussian visible units E_vis = Σ_i (v_i - b_i)² / (2σ_i²)
+with σ_i² = exp(z_i), z the RBM's ``log_variance`` when learned, else σ = 1
+(Cho, Raiko & Ilin 2011). Summing the hidden units out gives the free energy
+F(v) = E_vis(v) - Σ_j log Σ_{h_j} exp(h_j (c_j + W_j·(v / σ²))), so that p(v) = exp(-F(v)) / Z.
+
+Missing visible entries: a ``mask`` (1 = observed) with ``v`` zero-filled where it is 0
+leaves those units out of the model (Salakhutdinov, Mnih & Hinton 2007).
 
 References:
     Smolensky (1986); Hinton (2002), "Training products of experts by minimizing
-    contrastive divergence"; Hinton (2010), "A practical guide to training RBMs".
+    contrastive divergence"; Hinton (2010), "A practical guide to training RBMs";
+    Cho, Raiko & Ilin (2011), "Improved learning of Gaussian-Bernoulli RBMs".
 """
 
 from __future__ import annotations
+
+import numbers
 
 import torch
 from torch import Tensor, nn
@@ -28,8 +36,10 @@ class RBM(nn.Module):
     Args:
         n_visible: number of visible units.
         n_hidden: number of hidden units.
-        visible: visible unit type, by name (``"bernoulli"``) or instance.
-        hidden: hidden unit type, by name or instance.
+        visible: visible unit type, by name (``"bernoulli"``, ``"gaussian"``, ``"gaussian_learned"``, ``"relu"``,
+            ``"softmaxK"``) or instance; ``gaussian_learned`` gives the RBM a ``log_variance`` parameter z
+            (σ² = exp(z), starting at 1).
+        hidden: hidden unit type, by name (``"bernoulli"``, ``"relu"``) or instance.
         init_std: standard deviation of the initial weights (Hinton 2010: 0.01).
         generator: random generator for the initial weights.
     """
@@ -44,6 +54,9 @@ class RBM(nn.Module):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
+        for name, n in (("n_visible", n_visible), ("n_hidden", n_hidden)):
+            if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+                raise TypeError(f"{name} must be an integer, got {n!r} ({type(n).__name__})")
         if int(n_visible) < 1:
             raise ValueError(f"n_visible must be >= 1, got {n_visible}")
         if int(n_hidden) < 1:
@@ -52,22 +65,44 @@ class RBM(nn.Module):
             raise ValueError(f"init_std must be >= 0, got {init_std}")
         self.n_visible, self.n_hidden = int(n_visible), int(n_hidden)
         self.visible, self.hidden = get_units(visible), get_units(hidden)
+        if not self.hidden.can_be_hidden:
+            raise ValueError(f"{self.hidden.name} units can only be visible units (the data layer); "
+                             "choose bernoulli or relu hidden units")
         # init_std=0 draws nothing: copies and loaded models must not move the global random stream
         shape = (self.n_hidden, self.n_visible)
         self.weight = nn.Parameter(torch.randn(shape, generator=generator) * init_std if init_std > 0 else torch.zeros(shape))
         self.visible_bias = nn.Parameter(torch.zeros(self.n_visible))
         self.hidden_bias = nn.Parameter(torch.zeros(self.n_hidden))
+        # z = log σ² of Gaussian visible units with learned variances; None (no work at all) for every other type
+        log_var = nn.Parameter(torch.zeros(self.n_visible)) if self.visible.learns_variance else None
+        self.register_parameter("log_variance", log_var)
 
     def extra_repr(self) -> str:
         return f"n_visible={self.n_visible}, n_hidden={self.n_hidden}, visible={self.visible.name}, hidden={self.hidden.name}"
 
     # --- pre-activations and conditionals -------------------------------------------------
+    def _check(self, x: Tensor, n: int, name: str) -> None:
+        """Shape and type of a batch, checked without a host sync (microseconds; no effect on the data)."""
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor of shape (batch, {n}), got {type(x).__name__}; "
+                            "wrap arrays with torch.as_tensor")
+        if x.ndim != 2 or x.shape[1] != n:
+            raise ValueError(f"{name} must have shape (batch, {n}), got {tuple(x.shape)}")
+        ref = self.weight.dtype
+        if x.dtype != ref and not torch.is_autocast_enabled(x.device.type):
+            raise TypeError(f"{name} has dtype {x.dtype} but the RBM's parameters are {ref}; "
+                            f"convert with x.to({ref}) (or the RBM with .to(x.dtype))")
+
     def hidden_pre(self, v: Tensor) -> Tensor:
-        """Total input to the hidden units, c + W·v.  (batch, n_visible) -> (batch, n_hidden)"""
+        """Total input to the hidden units, c + W·(v / σ²).  (batch, n_visible) -> (batch, n_hidden)"""
+        self._check(v, self.n_visible, "visible states")
+        if self.log_variance is not None:
+            v = v * torch.exp(-self.log_variance)
         return torch.addmm(self.hidden_bias, v, self.weight.t())
 
     def visible_pre(self, h: Tensor) -> Tensor:
         """Total input to the visible units, b + Wᵀ·h.  (batch, n_hidden) -> (batch, n_visible)"""
+        self._check(h, self.n_hidden, "hidden states")
         return torch.addmm(self.visible_bias, h, self.weight)
 
     def hidden_mean(self, v: Tensor) -> Tensor:
@@ -75,7 +110,7 @@ class RBM(nn.Module):
         return self.hidden.mean(self.hidden_pre(v))
 
     def visible_mean(self, h: Tensor) -> Tensor:
-        """E[v | h], i.e. p(v_i = 1 | h) = sigmoid(b_i + Wᵀ_i·h) for Bernoulli units."""
+        """E[v | h]: p(v_i = 1 | h) = sigmoid(b_i + Wᵀ_i·h) for Bernoulli units, b + Wᵀh for Gaussian ones."""
         return self.visible.mean(self.visible_pre(h))
 
     def sample_hidden(self, v: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
@@ -86,24 +121,31 @@ class RBM(nn.Module):
     def sample_visible(self, h: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """Draw v ~ p(v | h); returns (mean, sample)."""
         mean = self.visible_mean(h)
-        return mean, self.visible.sample(mean, generator)
+        return mean, self.visible.sample(mean, generator, self.log_variance)
 
     # --- energies ---------------------------------------------------------------------------
     def energy(self, v: Tensor, h: Tensor) -> Tensor:
-        """E(v, h) = E_vis(v; b) - c·h - h·W·v.  (batch, n_visible), (batch, n_hidden) -> (batch,)"""
-        return self.visible.energy(v, self.visible_bias) - h @ self.hidden_bias - ((h @ self.weight) * v).sum(-1)
+        """E(v, h) = E_vis(v; b, σ) - c·h - h·W·(v / σ²).  (batch, n_visible), (batch, n_hidden) -> (batch,)
 
-    def free_energy(self, v: Tensor, hidden_pre: Tensor | None = None) -> Tensor:
-        """F(v) = E_vis(v; b) - Σ_j log Σ_{h_j} exp(h_j (c_j + W_j·v)).  (batch, n_visible) -> (batch,)
+        For binary h; for ReLU hidden units the free energy is defined through their log-partition only.
+        """
+        scaled = v if self.log_variance is None else v * torch.exp(-self.log_variance)
+        e_vis = self.visible.energy(v, self.visible_bias, self.log_variance)
+        return e_vis - h @ self.hidden_bias - ((h @ self.weight) * scaled).sum(-1)
 
-        For Bernoulli units this is F(v) = -b·v - Σ_j softplus(c_j + W_j·v).
+    def free_energy(self, v: Tensor, hidden_pre: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
+        """F(v) = E_vis(v) - Σ_j log Σ_{h_j} exp(h_j (c_j + W_j·(v / σ²))).  (batch, n_visible) -> (batch,)
+
+        For Bernoulli units this is F(v) = -b·v - Σ_j softplus(c_j + W_j·v); for Gaussian visible
+        units E_vis(v) = Σ_i (v_i - b_i)² / (2σ_i²).
 
         Args:
-            v: visible states.
+            v: visible states, zero where ``mask`` is 0.
             hidden_pre: ``hidden_pre(v)`` when the caller already has it (saves a matrix product).
+            mask: observed entries (1) of ``v``; the others are left out of the model.
         """
         pre = self.hidden_pre(v) if hidden_pre is None else hidden_pre
-        return self.visible.energy(v, self.visible_bias) - self.hidden.log_partition(pre)
+        return self.visible.energy(v, self.visible_bias, self.log_variance, mask) - self.hidden.log_partition(pre)
 
     # --- sampling ---------------------------------------------------------------------------
     def gibbs(self, v: Tensor, steps: int = 1, generator: torch.Generator | None = None) -> Tensor:
@@ -132,7 +174,11 @@ class RBM(nn.Module):
         return self.visible_mean(h)
 
     def reconstruct(self, v: Tensor) -> Tensor:
-        """Mean-field reconstruction E[v | h = E[h | v]]."""
+        """Mean-field reconstruction E[v | h = E[h | v]].
+
+        With missing entries zero-filled in ``v``, this is the prediction of every entry (the missing
+        ones too) from the observed ones: the hidden units see only the observed entries.
+        """
         return self.visible_mean(self.hidden_mean(v))
 
     def is_finite(self) -> Tensor:

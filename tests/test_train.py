@@ -59,6 +59,8 @@ def test_finetune_none_stops_after_pretraining(tmp_path):
     assert "finetune" not in results and len(results["pretrain"]) == 2
     assert DBN.load(tmp_path).head is None
     assert not (tmp_path / "checkpoints").exists()
+    # the layers' rolling checkpoints are gone once progress.pt holds the finished layers
+    assert sorted(p.name for p in (tmp_path / "resume").iterdir()) == ["progress.pt"]
 
 
 def test_pretrain_none_is_the_random_init_baseline(tmp_path, monkeypatch):

@@ -19,7 +19,10 @@ from dbn.rbm import RBM
 def free_energies(rbm: RBM, data: Tensor, batch_size: int = 4096) -> Tensor:
     """F(v) per row of ``data`` in float64, on the model's device."""
     model = float64_copy(rbm)
-    data = torch.as_tensor(data).flatten(1)
+    data = torch.as_tensor(data)
+    if data.ndim < 2 or len(data) == 0:
+        raise ValueError(f"data must have shape (n >= 1, {rbm.n_visible}) (images are flattened), got {tuple(data.shape)}")
+    data = data.flatten(1)
     device = model.weight.device
     return torch.cat([model.free_energy(chunk.to(device, torch.float64)) for chunk in data.split(batch_size)])
 

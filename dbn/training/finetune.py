@@ -44,10 +44,27 @@ class FineTuneModule(L.LightningModule):
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.save_hyperparameters(ignore=["dbn", "optimizer", "scheduler"])
         self.dbn, self.optimizer_factory, self.scheduler_factory = dbn, optimizer, scheduler
+        self._frozen: list[torch.nn.Parameter] = []
         self.dropout, self.prefix = float(dropout), log_prefix
         n = dbn.n_classes
         # one metric object per stage, so epoch accumulation never mixes stages
         self.train_acc, self.val_acc, self.test_acc = (MulticlassAccuracy(n, average="micro") for _ in range(3))
+
+    def setup(self, stage: str) -> None:
+        # the feed-forward net uses the weights and hidden biases only; the rest (visible biases,
+        # variances) would get no gradient, which DDP refuses: frozen for the fit (before DDP wraps
+        # the model), given back in teardown so the RBMs stay trainable afterwards
+        if stage != "fit":
+            return
+        used = {id(p) for rbm in self.dbn.layers for p in (rbm.weight, rbm.hidden_bias)} | {id(p) for p in self.dbn.head.parameters()}
+        self._frozen = [p for p in self.dbn.parameters() if p.requires_grad and id(p) not in used]
+        for p in self._frozen:
+            p.requires_grad_(False)
+
+    def teardown(self, stage: str) -> None:
+        for p in self._frozen:
+            p.requires_grad_(True)
+        self._frozen = []
 
     def forward(self, x: Tensor) -> Tensor:
         return self.dbn(x, dropout=self.dropout)
@@ -74,7 +91,7 @@ class FineTuneModule(L.LightningModule):
 
     def configure_optimizers(self):
         factory = self.optimizer_factory or (lambda params: torch.optim.Adam(params, lr=1e-3))
-        opt = factory(self.parameters())
+        opt = factory([p for p in self.parameters() if p.requires_grad])
         if self.scheduler_factory is None:
             return opt
         return {"optimizer": opt, "lr_scheduler": {"scheduler": self.scheduler_factory(opt), "interval": "epoch"}}

@@ -12,19 +12,23 @@ import lightning as L
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from dbn.data.base import DataError, TensorDataModule
 from dbn.dbn import DBN
 from dbn.errors import ConfigError
 from dbn.training.finetune import FineTuneModule
-from dbn.training.pretrain import greedy_pretrain, layer_schedules
+from dbn.training import resume
+from dbn.training.pretrain import greedy_pretrain, identical_across_ranks, layer_schedules
 
 log = logging.getLogger(__name__)
 
 #: pretrain keys that are not part of a layer's schedule
 PRETRAIN_EXTRA = ("enabled", "layers", "init_visible_bias", "monitor_size")
+#: config keys that say where a run lives, not what it computes
+PLACE_KEYS = ("run_dir", "resume")
 
 
 def enabled(section) -> bool:
@@ -34,8 +38,10 @@ def enabled(section) -> bool:
 
 def config_hash(cfg: DictConfig) -> str:
     """Short hash of the resolved config without paths, to tell runs of the same config apart."""
+    cfg = cfg.copy()
+    with open_dict(cfg):  # paths derived from the run directory must not count either
+        cfg.run_dir, cfg.resume = "<run_dir>", None
     body = OmegaConf.to_container(cfg, resolve=True)
-    body.pop("run_dir", None)
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -72,12 +78,18 @@ class Run:
         self.cfg = cfg
         self.dir = Path(cfg.run_dir)
         self.results: dict = {"config_hash": config_hash(cfg)}
+        self.progress = resume.Progress(self.dir)
+        self.ckpt_dir = self.dir / "resume"  # apart from checkpoints/, which ModelCheckpoint wants to itself
 
-    def make_trainer(self, epochs: int, callbacks: list | None = None, has_val: bool = True) -> L.Trainer:
+    def make_trainer(self, epochs: int, callbacks: list | None = None, has_val: bool = True, stage: str = "run") -> L.Trainer:
         tcfg = OmegaConf.to_container(self.cfg.trainer, resolve=True)
         cap = tcfg.pop("max_epochs", None)
         epochs = min(int(epochs), int(cap)) if cap else int(epochs)
-        logger = _instantiate(self.cfg.logger, "logger") if self.cfg.get("logger") else False
+        logger = False
+        if self.cfg.get("logger"):
+            # a CSVLogger rewrites its metrics.csv for every new instance: one version per stage keeps them all
+            per_stage = {"version": stage} if str(self.cfg.logger.get("_target_", "")).endswith("CSVLogger") else {}
+            logger = _instantiate(self.cfg.logger, "logger", **per_stage)
         extra = {} if has_val else {"limit_val_batches": 0, "num_sanity_val_steps": 0}
         return _instantiate(tcfg, "trainer", max_epochs=epochs, logger=logger, callbacks=callbacks or [],
                             enable_checkpointing=any(isinstance(c, L.pytorch.callbacks.ModelCheckpoint) for c in callbacks or []),
@@ -121,25 +133,46 @@ class Run:
             raise ConfigError(f"pretrain: {e}") from None
 
     def pretrain(self, model: DBN, dm: TensorDataModule) -> None:
+        """Greedy pretraining from where an earlier attempt of this run stopped (layer, then epoch)."""
         pcfg = self.cfg.pretrain
         schedules = self.schedules(len(model.layers))
-        self.results["pretrain"] = []
+        done = self.progress.load()
+        n_done = int(done.get("layers_done", 0))
+        if n_done:
+            model.load_state_dict(done["pretrained"])
+            torch.set_rng_state(done["torch_rng"])  # as it was when layer n_done - 1 finished
+            log.info("resuming: layers 0..%d are pretrained already (%s)", n_done - 1, self.progress.path)
+        self.results["pretrain"] = list(done.get("pretrain_results", []))[:n_done]
 
         def layer_done(i: int, metrics: dict) -> None:
             self.results["pretrain"].append(metrics)
             log.info("layer %d pretrained: %s", i, metrics)
             self.save(model, "dbn_pretrained.pt")  # finished layers survive a later failure
+            self.save_progress(layers_done=i + 1, pretrained=model.state_dict(), pretrain_results=self.results["pretrain"])
+            self.layer_checkpoint(i).unlink(missing_ok=True)  # superseded by progress.pt
 
         has_val = dm.val_x is not None
 
+        layer = iter(range(n_done, len(model.layers)))
+
         def make_trainer(epochs: int) -> L.Trainer:  # fresh callbacks for every layer's fit
-            return self.make_trainer(epochs, callbacks=self.callbacks("pretrain", has_val), has_val=has_val)
+            return self.make_trainer(epochs, callbacks=self.callbacks("pretrain", has_val), has_val=has_val,
+                                     stage=f"pretrain_layer{next(layer)}")
 
         greedy_pretrain(model, dm.train_x, dm.val_x, schedules, make_trainer,
                         monitor_size=pcfg.get("monitor_size", 2000), init_visible_bias=pcfg.get("init_visible_bias", True),
-                        on_layer_end=layer_done)
+                        on_layer_end=layer_done, start_layer=n_done, checkpoint=self.layer_checkpoint,
+                        train_mask=dm.train_mask, val_mask=dm.val_mask)
+
+    def layer_checkpoint(self, i: int) -> Path:
+        return self.ckpt_dir / f"pretrain-layer{i}-last.ckpt"
+
+    @rank_zero_only
+    def save_progress(self, **state) -> None:
+        self.progress.save(**state)
 
     def finetune(self, model: DBN, dm: TensorDataModule) -> None:
+        """Fine-tune by backprop, resuming from the last epoch's checkpoint; test the best epoch."""
         fcfg = self.cfg.finetune
         has_val = dm.val_x is not None
         callbacks = self.callbacks("finetune", has_val)
@@ -147,19 +180,24 @@ class Run:
         module = FineTuneModule(model, optimizer=_instantiate(fcfg.optimizer, "finetune.optimizer"),
                                 scheduler=_instantiate(fcfg.scheduler, "finetune.scheduler") if fcfg.get("scheduler") else None,
                                 dropout=float(fcfg.get("dropout", 0.0)))
-        trainer = self.make_trainer(int(fcfg.epochs), callbacks=callbacks, has_val=has_val)
+        trainer = self.make_trainer(int(fcfg.epochs), callbacks=callbacks, has_val=has_val, stage="finetune")
+        fit_args = resume.attach(trainer, self.ckpt_dir / "finetune-last.ckpt")
         start = time.perf_counter()
-        trainer.fit(module, datamodule=dm)
+        trainer.fit(module, datamodule=dm, **fit_args)
         out = {"epochs": trainer.current_epoch, "seconds": round(time.perf_counter() - start, 2)}
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        if best:
-            out["best_checkpoint"] = best
-            out["best_val_loss"] = float(trainer.checkpoint_callback.best_model_score)
+        if fit_args:
+            out["resumed_from"] = Path(fit_args["ckpt_path"]).name
+        if trainer.world_size > 1:
+            out["identical_across_ranks"] = identical_across_ranks(module, trainer)
+        best_cb = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None)
+        if best_cb is not None and best_cb.best_model_path:
+            out["best_checkpoint"] = best_cb.best_model_path
+            out["best_val_loss"] = float(best_cb.best_model_score)
+            best = torch.load(best_cb.best_model_path, map_location="cpu", weights_only=True)
+            module.load_state_dict(best["state_dict"])
         if dm.test_x is not None:
-            (test,) = trainer.test(module, datamodule=dm, ckpt_path="best" if best else None, verbose=False)
+            (test,) = trainer.test(module, datamodule=dm, verbose=False)
             out.update(test_acc=test["finetune/test/acc"], test_loss=test["finetune/test/loss"])
-        elif best:
-            module.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["state_dict"])
         self.results["finetune"] = out
 
 
@@ -178,21 +216,87 @@ def check_config(cfg: DictConfig) -> None:
             raise ConfigError(f"finetune.batch_size must be >= 1, got {cfg.finetune.batch_size}")
 
 
+def config_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two plain config dicts."""
+    out = []
+    for key in sorted(set(a) | set(b), key=str):
+        name, x, y = f"{prefix}{key}", a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += config_diff(x, y, name + ".")
+        elif x != y:
+            out.append(name)
+    return out
+
+
+def command_line_overrides() -> list[str] | None:
+    """The overrides typed on the ``dbn-train`` command line, or None outside a Hydra app."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else None
+
+
+def _is_place_override(override: str) -> bool:
+    """``resume=...``, ``run_dir=...`` or ``hydra.*`` (Lightning's DDP launcher adds ``hydra.run.dir`` for ranks > 0)."""
+    key = override.split("=")[0].lstrip("+~")
+    return key in PLACE_KEYS or key.startswith("hydra.")
+
+
+def prepare_run_dir(cfg: DictConfig) -> DictConfig:
+    """Check that the run directory is new or holds an earlier attempt of this same config.
+
+    ``resume=DIR`` alone continues the run in DIR with DIR's saved config; the same
+    command as before (same overrides and run directory) continues it too. Any other
+    difference is refused with the keys named, so no finished work is overwritten.
+    """
+    saved_file = Path(cfg.run_dir) / "config.yaml"
+    if cfg.get("resume") and not saved_file.exists():
+        raise ConfigError(f"resume={cfg.resume}: no dbn-train run there (no config.yaml); "
+                          "pass the run directory that the interrupted run printed")
+    if not saved_file.exists():
+        return cfg
+    saved = OmegaConf.load(saved_file)
+    overrides = command_line_overrides()
+    if cfg.get("resume") and overrides is not None and all(_is_place_override(o) for o in overrides):
+        saved.run_dir, saved.resume = str(cfg.run_dir), cfg.resume  # `dbn-train resume=DIR` alone
+        return saved
+    work = Path(cfg.run_dir) / "resume"
+    if not (work.is_dir() and any(work.iterdir())):
+        return cfg  # nothing trained there yet: nothing to continue, nothing to lose
+    mine = OmegaConf.to_container(cfg, resolve=True)
+    diff = [k for k in config_diff(mine, OmegaConf.to_container(saved, resolve=True)) if k not in PLACE_KEYS]
+    if not diff:
+        return cfg
+    raise ConfigError(
+        f"{cfg.run_dir} holds a run of another config (differs in {', '.join(diff[:8])}"
+        f"{', ...' if len(diff) > 8 else ''}); continue it with `dbn-train resume={cfg.run_dir}` alone, "
+        "or start a new run in another directory (hydra.run.dir=...)"
+    )
+
+
 def run(cfg: DictConfig) -> dict:
     """Compose-and-go: load data, check it, pretrain greedily, fine-tune, save the DBN and ``results.json``.
+
+    A run directory holding an interrupted attempt of the same config is continued:
+    finished layers are kept, the current stage resumes from its last epoch (see
+    :mod:`dbn.training.resume`); a finished run is returned as it is.
 
     Returns:
         The results written to ``results.json``.
     """
     start = time.perf_counter()
+    cfg = prepare_run_dir(cfg)
     check_config(cfg)
-    L.seed_everything(int(cfg.seed), workers=True)
     runner = Run(cfg)
+    if runner.progress.load().get("finished"):
+        log.info("%s holds a finished run of this config; nothing to do", runner.dir)
+        return json.loads((runner.dir / "results.json").read_text())
+    L.seed_everything(int(cfg.seed), workers=True)
     runner.save_config()
     dm: TensorDataModule = _instantiate(cfg.data, "data")
     dm.prepare_data()
     dm.setup("fit")
     model = build_model(cfg, dm.n_features)
+    model.input_scaling = dm.scaling  # saved with the model: DBN.preprocess maps new raw data the same way
     for what, x in (("training data", dm.train_x), ("validation data", dm.val_x), ("test data", dm.test_x)):
         if x is not None:
             try:
@@ -214,6 +318,7 @@ def run(cfg: DictConfig) -> dict:
         runner.finetune(model, dm)
     runner.results["wall_time_s"] = round(time.perf_counter() - start, 2)
     runner.save(model.cpu())
+    runner.save_progress(finished=True)
     return runner.results
 
 

@@ -9,14 +9,16 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import lightning as L
 import torch
 from torch import Tensor
 
-from dbn.data.base import PretrainDataModule
+from dbn.data.base import PretrainDataModule, observed_mean
 from dbn.dbn import DBN
 from dbn.rbm import RBM
+from dbn.training import resume
 from dbn.training.rbm_module import RBMModule, check_schedule
 
 #: keys a layer schedule may set: RBMModule's arguments plus the batch size
@@ -62,6 +64,13 @@ def hidden_probabilities(rbm: RBM, x: Tensor, batch_size: int = 4096) -> Tensor:
     return torch.cat([rbm.hidden_mean(chunk) for chunk in x.split(batch_size)])
 
 
+def identical_across_ranks(module: torch.nn.Module, trainer: L.Trainer) -> bool:
+    """Whether every rank holds bitwise the same parameters (gathers them once; for checks after a fit)."""
+    flat = torch.cat([p.detach().reshape(-1) for p in module.parameters()]).to(trainer.strategy.root_device)
+    gathered = trainer.strategy.all_gather(flat)
+    return bool((gathered == gathered[0]).all())
+
+
 def greedy_pretrain(
     dbn: DBN,
     train_x: Tensor,
@@ -71,6 +80,10 @@ def greedy_pretrain(
     monitor_size: int = 2000,
     init_visible_bias: bool = True,
     on_layer_end: Callable[[int, dict], None] | None = None,
+    start_layer: int = 0,
+    checkpoint: Callable[[int], Path] | None = None,
+    train_mask: Tensor | None = None,
+    val_mask: Tensor | None = None,
 ) -> list[dict]:
     """Train ``dbn.layers`` bottom-up; returns each layer's final logged metrics and wall time.
 
@@ -85,22 +98,39 @@ def greedy_pretrain(
         monitor_size: size of the training subset and held-out set whose free energies are compared.
         init_visible_bias: start each layer's visible biases at the data's mean (Hinton 2010, 8.1).
         on_layer_end: called with (layer index, metrics) after each layer, e.g. to save progress.
+        start_layer: layers below it are already trained (a resumed run): they only compute the data.
+        checkpoint: ``checkpoint(i)`` is layer i's rolling checkpoint file, written every epoch and on
+            SIGTERM, and resumed from when it exists (see :mod:`dbn.training.resume`).
+        train_mask, val_mask: observed entries (1) of the first layer's data when values are missing
+            (the data zero-filled there); the first RBM trains on the observed entries only.
+
+    Returns:
+        The metrics of the layers trained by this call.
     """
     if len(schedules) != len(dbn.layers):
         raise ValueError(f"got {len(schedules)} schedules for {len(dbn.layers)} layers")
+    if not 0 <= start_layer <= len(dbn.layers):
+        raise ValueError(f"start_layer must be in 0..{len(dbn.layers)}, got {start_layer}")
     results = []
     for i, (rbm, schedule) in enumerate(zip(dbn.layers, schedules)):
+        if i < start_layer:  # trained before: only its output is needed
+            train_x = hidden_probabilities(rbm, train_x)
+            val_x = None if val_x is None else hidden_probabilities(rbm, val_x)
+            continue
         schedule = dict(schedule)
         batch_size = int(schedule.pop("batch_size", 64))
         prefix = f"pretrain/layer{i}"
+        first = i == 0  # missing values belong to the data layer only
         if init_visible_bias:
-            rbm.init_visible_bias(train_x.mean(0))
+            rbm.init_visible_bias(observed_mean(train_x, train_mask if first else None))
         module = RBMModule(rbm, log_prefix=prefix, **schedule)
         module.layer_index = i
-        data = PretrainDataModule(train_x, val_x, batch_size=batch_size, monitor_size=monitor_size)
+        data = PretrainDataModule(train_x, val_x, batch_size=batch_size, monitor_size=monitor_size,
+                                  train_mask=train_mask if first else None, val_mask=val_mask if first else None)
         trainer = make_trainer(int(schedule.get("epochs", 10)))
+        fit_args = resume.attach(trainer, checkpoint(i)) if checkpoint is not None else {}
         start = time.perf_counter()
-        trainer.fit(module, datamodule=data)
+        trainer.fit(module, datamodule=data, **fit_args)
         seconds = time.perf_counter() - start
         metrics = {
             name.removeprefix(prefix + "/"): float(value)
@@ -112,6 +142,10 @@ def greedy_pretrain(
         val_x = None if val_x is None else hidden_probabilities(rbm, val_x.to(device))
         result = {"layer": i, "n_visible": rbm.n_visible, "n_hidden": rbm.n_hidden, "epochs": trainer.current_epoch,
                   "seconds": round(seconds, 2), **metrics}
+        if fit_args:
+            result["resumed_from"] = Path(fit_args["ckpt_path"]).name
+        if trainer.world_size > 1:
+            result["identical_across_ranks"] = identical_across_ranks(rbm, trainer)
         results.append(result)
         if on_layer_end is not None:
             on_layer_end(i, result)

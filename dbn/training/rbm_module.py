@@ -21,7 +21,12 @@ class RBMModule(L.LightningModule):
 
     The loss is F(v_data) - F(v_model) with v_model fixed, so autograd gives the
     CD estimate and Lightning's optimisation, gradient averaging under DDP and
-    precision plugins apply unchanged. Weight decay acts on the weights only.
+    precision plugins apply unchanged. Weight decay acts on the weights only; a learned
+    ``log_variance`` (Gaussian visible units) trains with the biases.
+
+    Batches are ``(v,)`` or ``(v, mask)``: a mask of v's shape (1 = observed, v zero-filled
+    where 0) trains on the observed entries only (see :func:`~dbn.sampling.contrastive_divergence`)
+    and the reconstruction error is then measured on the observed entries.
 
     Args:
         rbm: the layer to train (updated in place).
@@ -76,14 +81,15 @@ class RBMModule(L.LightningModule):
 
     # --- training -------------------------------------------------------------------------------------
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
-        v = batch[0]
+        v, mask = split_batch(batch)
         hp = self.hparams
         chains = self._persistent_chains(v) if hp.persistent else None
-        step = contrastive_divergence(self.rbm, v, k=hp.k, chains=chains, sample_visible=hp.sample_visible)
+        step = contrastive_divergence(self.rbm, v, k=hp.k, chains=chains, sample_visible=hp.sample_visible, mask=mask)
         loss = cd_loss(self.rbm, step)
         if hp.sparsity_target is not None and hp.sparsity_cost > 0:
             loss = loss + sparsity_penalty(step.pre_data, self.q_running, hp.sparsity_target, hp.sparsity_cost, self.rbm.hidden.mean)
-        self._accumulate(batch_idx, loss.detach(), None if step.recon is None else (v - step.recon).square().mean())
+        recon = None if step.recon is None else squared_error(v, step.recon, mask).mean()
+        self._accumulate(batch_idx, loss.detach(), recon)
         return loss
 
     def _accumulate(self, batch_idx: int, fe_diff: Tensor, recon: Tensor | None) -> None:
@@ -114,7 +120,8 @@ class RBMModule(L.LightningModule):
         if not bool(finite):  # one host sync per epoch
             raise DivergenceError(
                 f"{self.prefix}: weights or free energies became NaN or infinite in epoch {self.current_epoch}; "
-                f"lower the learning rate (pretrain.lr, now {self.hparams.lr}) or the momentum, or scale the data"
+                f"lower the learning rate (pretrain.lr, now {self.hparams.lr}) or the momentum; Gaussian visible "
+                f"units also need standardised data (data.scale=standard){_real_valued_hint(self.rbm)}"
             )
 
     def _persistent_chains(self, v: Tensor) -> Tensor:
@@ -122,10 +129,17 @@ class RBMModule(L.LightningModule):
         if not getattr(self, "_chains_checked", False):
             if not bool(self.chains_ready):  # one host sync per fit, not per step
                 idx = torch.arange(len(self.chains), device=v.device) % len(v)
-                self.chains.copy_(self.rbm.visible.sample(v[idx]))
+                self.chains.copy_(self.rbm.visible.sample(v[idx], log_var=self.rbm.log_variance))
                 self.chains_ready.fill_(True)
             self._chains_checked = True
         return self.chains
+
+    def on_fit_start(self) -> None:
+        # DDP copies rank 0's buffers to every rank before each forward by default; PCD chains
+        # are per-rank state (each rank's own fantasy particles), so they must not be overwritten
+        wrapped = self.trainer.strategy.model
+        if isinstance(wrapped, torch.nn.parallel.DistributedDataParallel):
+            wrapped.broadcast_buffers = False
 
     def on_train_epoch_start(self) -> None:
         hp = self.hparams
@@ -137,10 +151,11 @@ class RBMModule(L.LightningModule):
         self.log(f"{self.prefix}/lr", opt.param_groups[0]["lr"], on_step=False, on_epoch=True)
 
     def configure_optimizers(self):
-        hp = self.hparams
+        hp, rbm = self.hparams, self.rbm
         groups = [
-            {"params": [self.rbm.weight], "weight_decay": hp.weight_decay},
-            {"params": [self.rbm.visible_bias, self.rbm.hidden_bias], "weight_decay": 0.0},
+            {"params": [rbm.weight], "weight_decay": hp.weight_decay},
+            {"params": [p for p in (rbm.visible_bias, rbm.hidden_bias, rbm.log_variance) if p is not None],
+             "weight_decay": 0.0},
         ]
         opt = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum)
         sched = torch.optim.lr_scheduler.LambdaLR(
@@ -150,13 +165,13 @@ class RBMModule(L.LightningModule):
 
     # --- monitoring -------------------------------------------------------------------------------------
     def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int, dataloader_idx: int = 0) -> None:
-        v = batch[0]
+        v, mask = split_batch(batch)
         pre = self.rbm.hidden_pre(v)
-        fe = self.rbm.free_energy(v, hidden_pre=pre)
+        fe = self.rbm.free_energy(v, hidden_pre=pre, mask=mask)
         if dataloader_idx == 0:
             self.fe_val.update(fe)
             recon = self.rbm.visible_mean(self.rbm.hidden.mean(pre))
-            self.recon_val.update((v - recon).square().mean(1))
+            self.recon_val.update(squared_error(v, recon, mask))
         else:
             self.fe_train.update(fe)
 
@@ -171,6 +186,28 @@ class RBMModule(L.LightningModule):
         self.log(f"{self.prefix}/free_energy_gap", fe_val - fe_train)
         for metric in (self.fe_val, self.fe_train, self.recon_val):
             metric.reset()
+
+
+def _real_valued_hint(rbm: RBM) -> str:
+    """Gaussian visible units under ReLU hidden units feed each other unbounded values (Hinton 2010, section 13.2)."""
+    if rbm.hidden.name == "relu" and rbm.visible.name.startswith("gaussian"):
+        return " and, under relu hidden units, a learning rate of about 0.01 or less"
+    return ""
+
+
+def split_batch(batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor | None]:
+    """``(v,)`` or ``(v, mask)`` -> (v, mask or None); a second element of another shape (labels) is not a mask."""
+    v = batch[0]
+    mask = batch[1] if len(batch) > 1 and batch[1].shape == v.shape else None
+    return v, mask
+
+
+def squared_error(v: Tensor, recon: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Mean squared error per row, over the observed entries when there is a mask.  (batch, n) -> (batch,)"""
+    err = (v - recon).square()
+    if mask is None:
+        return err.mean(1)
+    return (err * mask).sum(1) / mask.sum(1).clamp_min(1.0)
 
 
 def check_schedule(*, k=1, n_chains=100, lr=0.05, momentum=0.5, final_momentum=0.9, weight_decay=0.0,

@@ -1,0 +1,41 @@
+"""The Hinton & Salakhutdinov (2006) MNIST recipe: its config composes to the paper's numbers and runs on tiny idx files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hydra import compose, initialize_config_module
+
+from dbn.training.pipeline import run
+from tests.test_data import mnist_like, write_mnist
+
+
+def _cfg(*overrides: str):
+    with initialize_config_module("dbn.conf", version_base="1.3"):
+        return compose("train", overrides=["experiment=mnist_hinton2006", *overrides])
+
+
+def test_recipe_composes_to_the_papers_settings(tmp_path):
+    cfg = _cfg(f"run_dir={tmp_path}")
+    assert cfg.data._target_ == "dbn.data.IdxDataModule" and cfg.data.name == "mnist"
+    assert list(cfg.model.hidden) == [500, 500, 2000] and cfg.data.val_fraction == 0.0
+    p = cfg.pretrain
+    assert (p.epochs, p.batch_size, p.lr, p.k, p.momentum, p.final_momentum, p.momentum_switch_epoch, p.weight_decay) == \
+           (50, 100, 0.1, 1, 0.5, 0.9, 5, 0.0002)
+    f = cfg.finetune
+    assert (f.epochs, f.batch_size, f.dropout) == (200, 1000, 0.0)
+    assert f.optimizer._target_ == "torch.optim.LBFGS" and "weight_decay" not in f.optimizer
+
+
+@pytest.mark.slow
+def test_recipe_dry_run_on_tiny_mnist_files(tmp_path):
+    """Two epochs of every stage on 300 written images: the real architecture and optimizers run end to end."""
+    write_mnist(tmp_path / "mnist", mnist_like(n_train=300, n_test=100), layout="torchvision", gz=True)
+    results = run(_cfg(f"run_dir={tmp_path / 'run'}", f"data.root={tmp_path / 'mnist'}", "trainer.max_epochs=2",
+                       "trainer.enable_progress_bar=false", "callbacks.pretrain.likelihood=null",
+                       "callbacks.pretrain.rbm_tensorboard=null"))
+    assert [layer["n_hidden"] for layer in results["pretrain"]] == [500, 500, 2000]
+    assert all(layer["epochs"] == 2 for layer in results["pretrain"])
+    assert results["finetune"]["epochs"] == 2 and 0.0 <= results["finetune"]["test_acc"] <= 1.0
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["data"]["n_train"] == 300
