@@ -15,7 +15,7 @@ def row(run_dir: Path, accs: dict) -> str:
     ft = r.get("finetune") or {}
     pre = r.get("pretrain")
     pre_s = sum(layer["seconds"] for layer in pre) if pre else 0.0
-    kind = "pretrained DBN" if pre else "random init (pretrain=none)"
+    kind = "pretrained DBN" if (pre or r.get("pretrained_from")) else "random init (pretrain=none)"
     acc = f"{100 * ft['test_acc']:.2f}%" if "test_acc" in ft else "-"
     if "test_acc" in ft:
         accs.setdefault(kind, []).append(100 * ft["test_acc"])

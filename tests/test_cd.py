@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from conftest import random_rbm
+from dbn.rbm import RBM
 from dbn.sampling import cd_loss, contrastive_divergence, sparsity_penalty
 from dbn.training.rbm_module import RBMModule
 from dbn.training.schedules import lr_factor, momentum_at
@@ -195,3 +196,24 @@ def test_training_lowers_reconstruction_error_on_structured_data():
 def test_module_rejects_impossible_schedules(kwargs, msg):
     with pytest.raises(ValueError, match=msg):
         RBMModule(random_rbm(3, 2), **kwargs)
+
+
+def test_cd1_step_costs_five_matrix_products():
+    """Positive pre-activation, reconstruction, negative pre-activation, and the two weight-gradient products."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class CountProducts(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.n += func.overloadpacket.__name__ in ("mm", "addmm", "bmm", "matmul", "linear")
+            return func(*args, **(kwargs or {}))
+
+    rbm = RBM(20, 12)
+    v = (torch.rand(16, 20) < 0.5).float()
+    with CountProducts() as counter:
+        loss = cd_loss(rbm, contrastive_divergence(rbm, v, k=1))
+        loss.backward()
+    assert counter.n == 5

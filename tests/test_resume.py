@@ -268,3 +268,20 @@ def test_resident_memory_does_not_grow_across_epochs():
     trainer.fit(module, datamodule=PretrainDataModule(x[:1500], x[1500:], batch_size=32))
     growth = rss.mb[-1] - rss.mb[2]  # after warm-up (allocator pools, lazy imports) to the last epoch
     assert growth < 8, f"RSS grew by {growth:.1f} MB from epoch 3 to 20: {[round(m) for m in rss.mb]}"
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+def test_tampered_model_and_progress_files_cannot_run_code(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for path in (tmp_path / "dbn.pt", tmp_path / "resume" / "progress.pt"):
+        path.parent.mkdir(exist_ok=True)
+        torch.save({"format": "dbn/1", "state_dict": _Exploit()}, path)
+    with pytest.raises(Exception, match="Weights only load failed|Unsupported global"):
+        DBN.load(tmp_path)
+    with pytest.raises(Exception, match="Weights only load failed|Unsupported global"):
+        resume.Progress(tmp_path).load()
+    assert not (tmp_path / "PWNED").exists()

@@ -102,6 +102,22 @@ def as_labels(y, n: int, what: str) -> Tensor:
     return y
 
 
+def balanced_subset(y: Tensor | None, n: int, generator: torch.Generator) -> Tensor:
+    """Indices of ``n`` rows with the classes as equal in number as ``n`` allows (random within a class)."""
+    if y is None:
+        raise DataError("labelled=N needs labels to draw the labelled subset from; give data.labels=FILE")
+    classes = torch.unique(y)
+    if n < len(classes) or n > len(y):
+        raise DataError(f"labelled={n} must be between the number of classes ({len(classes)}) and the "
+                        f"number of training images ({len(y)})")
+    per_class = [torch.nonzero(y == c).flatten() for c in classes]
+    per_class = [rows[torch.randperm(len(rows), generator=generator)] for rows in per_class]
+    quota = [n // len(classes) + (i < n % len(classes)) for i in range(len(classes))]
+    if any(q > len(rows) for q, rows in zip(quota, per_class)):
+        raise DataError(f"labelled={n}: some class has fewer than {max(quota)} training images")
+    return torch.cat([rows[:q] for q, rows in zip(quota, per_class)]).sort().values
+
+
 class TensorDataModule(L.LightningDataModule):
     """A labelled (or unlabelled) data set held in memory, split into train / val / test.
 
@@ -114,10 +130,12 @@ class TensorDataModule(L.LightningDataModule):
         binarize: None, ``"threshold"`` (x > 0.5) or ``"sample"`` (x ~ Bernoulli(x), drawn once with ``seed``).
         seed: seed of the split and of the binarisation.
         missing: NaN features mark missing entries (zero-filled, with masks) instead of being rejected.
+        labelled: fine-tune on only this many labelled training images (the same number of each
+            class, drawn with ``seed``); pretraining still sees every training image. None: all.
     """
 
     def __init__(self, batch_size: int = 64, val_fraction: float = 0.1, binarize: str | None = None, seed: int = 0,
-                 missing: bool = False) -> None:
+                 missing: bool = False, labelled: int | None = None) -> None:
         super().__init__()
         if int(batch_size) < 1:
             raise DataError(f"batch_size must be >= 1, got {batch_size}")
@@ -127,6 +145,10 @@ class TensorDataModule(L.LightningDataModule):
             raise DataError(f"binarize must be null, 'threshold' or 'sample', got {binarize!r}")
         self.batch_size, self.val_fraction, self.binarize, self.seed = int(batch_size), float(val_fraction), binarize or None, seed
         self.missing = bool(missing)
+        if labelled is not None and (isinstance(labelled, bool) or int(labelled) < 1):
+            raise DataError(f"labelled must be a number of labelled training images >= 1 or null, got {labelled}")
+        self.labelled = None if labelled is None else int(labelled)
+        self.labelled_idx: Tensor | None = None  # rows of train_x/train_y that fine-tuning sees
         self.train_x = self.train_y = self.val_x = self.val_y = self.test_x = self.test_y = None
         self.train_mask = self.val_mask = self.test_mask = None
 
@@ -166,6 +188,13 @@ class TensorDataModule(L.LightningDataModule):
             self.val_x = x[val_idx]
             self.val_y = None if y is None else y[val_idx]
             self.val_mask = None if mask is None else mask[val_idx]
+        if self.labelled is not None:
+            self.labelled_idx = balanced_subset(self.train_y, self.labelled, gen)
+
+    def train_dataloader(self) -> DataLoader:
+        if self.labelled_idx is None:
+            return self._loader(self.train_x, self.train_y, shuffle=True)
+        return self._loader(self.train_x[self.labelled_idx], self.train_y[self.labelled_idx], shuffle=True)
 
     def _binarized(self, x: Tensor, gen: torch.Generator) -> Tensor:
         if self.binarize == "threshold":
@@ -181,9 +210,6 @@ class TensorDataModule(L.LightningDataModule):
             return []
         tensors = (x,) if y is None else (x, y)
         return batch_loader(*tensors, batch_size=self.batch_size, shuffle=shuffle)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_x, self.train_y, shuffle=True)
 
     def val_dataloader(self) -> DataLoader | list:
         return self._loader(self.val_x, self.val_y, shuffle=False)
@@ -217,6 +243,8 @@ class TensorDataModule(L.LightningDataModule):
             "n_val": 0 if self.val_x is None else len(self.val_x),
             "n_test": 0 if self.test_x is None else len(self.test_x),
         }
+        if self.labelled_idx is not None:
+            out["n_labelled"] = len(self.labelled_idx)
         masks = [m for m in (self.train_mask, self.val_mask, self.test_mask) if m is not None]
         if masks:
             observed = sum(float(m.sum()) for m in masks)

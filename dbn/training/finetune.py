@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 
+from dbn.data.augment import augment_images, image_side
 from dbn.dbn import DBN
 
 
@@ -27,6 +28,8 @@ class FineTuneModule(L.LightningModule):
         scheduler: optional partial LR scheduler, ``scheduler(optimizer)``, stepped per epoch.
         dropout: dropout on each hidden layer's output during training.
         log_prefix: prefix of the logged names.
+        augment: training images only: ``{"hflip": bool, "shift": pixels}``, random left-right flips and
+            translations of the (square) input images; see :func:`dbn.data.augment.augment_images`.
     """
 
     def __init__(
@@ -36,6 +39,7 @@ class FineTuneModule(L.LightningModule):
         scheduler: Callable[..., object] | None = None,
         dropout: float = 0.0,
         log_prefix: str = "finetune",
+        augment: dict | None = None,
     ) -> None:
         super().__init__()
         if dbn.head is None:
@@ -46,6 +50,13 @@ class FineTuneModule(L.LightningModule):
         self.dbn, self.optimizer_factory, self.scheduler_factory = dbn, optimizer, scheduler
         self._frozen: list[torch.nn.Parameter] = []
         self.dropout, self.prefix = float(dropout), log_prefix
+        self.augment = dict(augment or {})
+        unknown = set(self.augment) - {"hflip", "shift"}
+        if unknown:
+            raise ValueError(f"augment takes hflip and shift, got {sorted(unknown)}")
+        if int(self.augment.get("shift", 0)) < 0:
+            raise ValueError(f"augment.shift must be >= 0 pixels, got {self.augment['shift']}")
+        self.side = image_side(dbn.sizes[0]) if self.augment else None
         n = dbn.n_classes
         # one metric object per stage, so epoch accumulation never mixes stages
         self.train_acc, self.val_acc, self.test_acc = (MulticlassAccuracy(n, average="micro") for _ in range(3))
@@ -71,6 +82,8 @@ class FineTuneModule(L.LightningModule):
 
     def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
         x, y = batch
+        if stage == "train" and self.augment:
+            x = augment_images(x, self.side, hflip=bool(self.augment.get("hflip")), shift=int(self.augment.get("shift", 0)))
         logits = self(x)
         loss = F.cross_entropy(logits, y)
         acc = getattr(self, f"{stage}_acc")

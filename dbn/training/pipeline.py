@@ -16,6 +16,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from dbn.data.augment import image_side
 from dbn.data.base import DataError, TensorDataModule
 from dbn.dbn import DBN
 from dbn.errors import ConfigError
@@ -26,7 +27,7 @@ from dbn.training.pretrain import greedy_pretrain, identical_across_ranks, layer
 log = logging.getLogger(__name__)
 
 #: pretrain keys that are not part of a layer's schedule
-PRETRAIN_EXTRA = ("enabled", "layers", "init_visible_bias", "monitor_size")
+PRETRAIN_EXTRA = ("enabled", "layers", "init_visible_bias", "monitor_size", "init_from")
 #: config keys that say where a run lives, not what it computes
 PLACE_KEYS = ("run_dir", "resume")
 
@@ -164,6 +165,25 @@ class Run:
                         on_layer_end=layer_done, start_layer=n_done, checkpoint=self.layer_checkpoint,
                         train_mask=dm.train_mask, val_mask=dm.val_mask)
 
+    def load_pretrained(self, model: DBN, source: str) -> None:
+        """Start from the pretrained layers of another run (``pretrain.init_from``) instead of pretraining."""
+        try:
+            other = DBN.load(Path(source) / "dbn_pretrained.pt" if Path(source).is_dir() else source)
+        except (FileNotFoundError, ValueError) as e:
+            raise ConfigError(f"pretrain.init_from: {e}") from None
+        theirs = {k: v for k, v in other.spec().items() if k in ("sizes", "visible", "hidden")}
+        mine = {k: v for k, v in model.spec().items() if k in ("sizes", "visible", "hidden")}
+        if theirs != mine:
+            raise ConfigError(f"pretrain.init_from={source} holds a {theirs} stack but this run builds {mine}")
+        model.layers.load_state_dict(other.layers.state_dict())
+        self.results["pretrain"] = []
+        self.results["pretrained_from"] = str(source)
+        log.info("pretrained layers loaded from %s", source)
+
+    def augment_config(self) -> dict | None:
+        node = self.cfg.finetune.get("augment")
+        return OmegaConf.to_container(node, resolve=True) if node else None
+
     def layer_checkpoint(self, i: int) -> Path:
         return self.ckpt_dir / f"pretrain-layer{i}-last.ckpt"
 
@@ -179,7 +199,7 @@ class Run:
         dm.batch_size = int(fcfg.batch_size)
         module = FineTuneModule(model, optimizer=_instantiate(fcfg.optimizer, "finetune.optimizer"),
                                 scheduler=_instantiate(fcfg.scheduler, "finetune.scheduler") if fcfg.get("scheduler") else None,
-                                dropout=float(fcfg.get("dropout", 0.0)))
+                                dropout=float(fcfg.get("dropout", 0.0)), augment=self.augment_config())
         trainer = self.make_trainer(int(fcfg.epochs), callbacks=callbacks, has_val=has_val, stage="finetune")
         fit_args = resume.attach(trainer, self.ckpt_dir / "finetune-last.ckpt")
         start = time.perf_counter()
@@ -192,7 +212,7 @@ class Run:
         best_cb = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None)
         if best_cb is not None and best_cb.best_model_path:
             out["best_checkpoint"] = best_cb.best_model_path
-            out["best_val_loss"] = float(best_cb.best_model_score)
+            out["best_monitor"], out["best_score"] = best_cb.monitor, float(best_cb.best_model_score)
             best = torch.load(best_cb.best_model_path, map_location="cpu", weights_only=True)
             module.load_state_dict(best["state_dict"])
         if dm.test_x is not None:
@@ -214,6 +234,9 @@ def check_config(cfg: DictConfig) -> None:
             raise ConfigError(f"finetune.epochs must be >= 1, got {cfg.finetune.epochs}")
         if int(cfg.finetune.batch_size) < 1:
             raise ConfigError(f"finetune.batch_size must be >= 1, got {cfg.finetune.batch_size}")
+        augment = Run(cfg).augment_config() or {}
+        if set(augment) - {"hflip", "shift"} or int(augment.get("shift", 0)) < 0:
+            raise ConfigError(f"finetune.augment takes hflip (bool) and shift (pixels >= 0), got {augment}")
 
 
 def config_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
@@ -304,11 +327,18 @@ def run(cfg: DictConfig) -> dict:
             except ValueError as e:
                 raise DataError(str(e)) from None
     finetuning = enabled(cfg.get("finetune"))
+    if finetuning and runner.augment_config():
+        try:
+            image_side(dm.n_features)
+        except ValueError as e:
+            raise ConfigError(f"finetune.augment: {e}; set finetune.augment=null") from None
     if finetuning and dm.n_classes is None:
         raise ConfigError("fine-tuning needs labels but the data has none; give data.labels=FILE or set finetune=none")
     runner.results["data"] = dm.describe()
     runner.results["model"] = model.spec() | {"format": None}
-    if enabled(cfg.get("pretrain")):
+    if enabled(cfg.get("pretrain")) and cfg.pretrain.get("init_from"):
+        runner.load_pretrained(model, cfg.pretrain.init_from)
+    elif enabled(cfg.get("pretrain")):
         runner.pretrain(model, dm)
     else:
         model.reset_for_backprop(torch.Generator().manual_seed(int(cfg.seed)))
