@@ -20,6 +20,17 @@ def image_side(n_features: int) -> int:
     return side
 
 
+def check_augment(augment: dict | None) -> dict:
+    """The augmentation settings as a dict, or ValueError naming what is wrong: keys ``hflip`` and ``shift`` only."""
+    augment = dict(augment or {})
+    unknown = set(augment) - {"hflip", "shift"}
+    if unknown:
+        raise ValueError(f"augment takes hflip and shift, got {sorted(unknown)}")
+    if int(augment.get("shift", 0)) < 0:
+        raise ValueError(f"augment.shift must be >= 0 pixels, got {augment['shift']}")
+    return augment
+
+
 def augment_images(x: Tensor, side: int, hflip: bool = False, shift: int = 0) -> Tensor:
     """Flip each image left-right with probability 1/2 and move it by up to ``shift`` pixels each way, zero-filled.
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 
-from dbn.data.augment import augment_images, image_side
+from dbn.data.augment import augment_images, check_augment, image_side
 from dbn.dbn import DBN
 
 
@@ -50,12 +50,7 @@ class FineTuneModule(L.LightningModule):
         self.dbn, self.optimizer_factory, self.scheduler_factory = dbn, optimizer, scheduler
         self._frozen: list[torch.nn.Parameter] = []
         self.dropout, self.prefix = float(dropout), log_prefix
-        self.augment = dict(augment or {})
-        unknown = set(self.augment) - {"hflip", "shift"}
-        if unknown:
-            raise ValueError(f"augment takes hflip and shift, got {sorted(unknown)}")
-        if int(self.augment.get("shift", 0)) < 0:
-            raise ValueError(f"augment.shift must be >= 0 pixels, got {self.augment['shift']}")
+        self.augment = check_augment(augment)
         self.side = image_side(dbn.sizes[0]) if self.augment else None
         n = dbn.n_classes
         # one metric object per stage, so epoch accumulation never mixes stages

@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from dbn.data.augment import image_side
+from dbn.data.augment import check_augment, image_side
 from dbn.data.base import DataError, TensorDataModule
 from dbn.dbn import DBN
 from dbn.errors import ConfigError
@@ -133,11 +133,13 @@ class Run:
         except ValueError as e:
             raise ConfigError(f"pretrain: {e}") from None
 
-    def pretrain(self, model: DBN, dm: TensorDataModule) -> None:
-        """Greedy pretraining from where an earlier attempt of this run stopped (layer, then epoch)."""
+    def pretrain(self, model: DBN, dm: TensorDataModule, done: dict) -> None:
+        """Greedy pretraining from where an earlier attempt of this run stopped (layer, then epoch).
+
+        ``done`` is that attempt's :class:`~dbn.training.resume.Progress` (empty for a new run).
+        """
         pcfg = self.cfg.pretrain
         schedules = self.schedules(len(model.layers))
-        done = self.progress.load()
         n_done = int(done.get("layers_done", 0))
         if n_done:
             model.load_state_dict(done["pretrained"])
@@ -234,9 +236,10 @@ def check_config(cfg: DictConfig) -> None:
             raise ConfigError(f"finetune.epochs must be >= 1, got {cfg.finetune.epochs}")
         if int(cfg.finetune.batch_size) < 1:
             raise ConfigError(f"finetune.batch_size must be >= 1, got {cfg.finetune.batch_size}")
-        augment = Run(cfg).augment_config() or {}
-        if set(augment) - {"hflip", "shift"} or int(augment.get("shift", 0)) < 0:
-            raise ConfigError(f"finetune.augment takes hflip (bool) and shift (pixels >= 0), got {augment}")
+        try:
+            check_augment(Run(cfg).augment_config())
+        except ValueError as e:
+            raise ConfigError(f"finetune.{e}") from None
 
 
 def config_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
@@ -310,7 +313,8 @@ def run(cfg: DictConfig) -> dict:
     cfg = prepare_run_dir(cfg)
     check_config(cfg)
     runner = Run(cfg)
-    if runner.progress.load().get("finished"):
+    done = runner.progress.load()  # what an earlier attempt of this run finished
+    if done.get("finished"):
         log.info("%s holds a finished run of this config; nothing to do", runner.dir)
         return json.loads((runner.dir / "results.json").read_text())
     L.seed_everything(int(cfg.seed), workers=True)
@@ -339,7 +343,7 @@ def run(cfg: DictConfig) -> dict:
     if enabled(cfg.get("pretrain")) and cfg.pretrain.get("init_from"):
         runner.load_pretrained(model, cfg.pretrain.init_from)
     elif enabled(cfg.get("pretrain")):
-        runner.pretrain(model, dm)
+        runner.pretrain(model, dm, done)
     else:
         model.reset_for_backprop(torch.Generator().manual_seed(int(cfg.seed)))
         runner.results["pretrain"] = None
