@@ -131,10 +131,17 @@ class DBN(nn.Module):
         return h if self.head is None else self.head(h)
 
     @torch.no_grad()
-    def transform(self, x: Tensor, batch_size: int = 4096) -> Tensor:
-        """Top-layer features E[h_L | x] for a data set, in batches, on the model's device."""
+    def transform(self, x: Tensor, batch_size: int = 4096, n_layers: int | None = None) -> Tensor:
+        """Features E[h | x] of the top layer (or of the first ``n_layers`` RBMs), in batches, on the model's device.
+
+        ``x`` is checked and prepared as for :meth:`predict` (NaN = missing, zero-filled).
+        """
+        if n_layers is not None and not 1 <= int(n_layers) <= len(self.layers):
+            raise ValueError(f"n_layers must be in 1..{len(self.layers)} for this DBN, got {n_layers}")
         x = self._as_input(x)
-        return torch.cat([self.up(chunk) for chunk in x.split(batch_size)]) if len(x) else self.up(x)
+        if not len(x):
+            return self.up(x, n_layers)
+        return torch.cat([self.up(chunk, n_layers) for chunk in x.split(batch_size)])
 
     @torch.no_grad()
     def predict_proba(self, x: Tensor, batch_size: int = 4096) -> Tensor:

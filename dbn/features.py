@@ -50,7 +50,7 @@ def layer_features(model, x: Tensor, layer: int = -1, batch_size: int = 4096, pr
     chunks = x.split(int(batch_size))
     disable = None if progress is None else not progress  # None: tqdm shows the bar on a terminal only
     bar = tqdm(chunks, desc=f"layer {depth - 1} features", unit="batch", disable=disable)
-    return torch.cat([model.up(model._as_input(chunk), n_layers=depth).cpu() for chunk in bar])
+    return torch.cat([model.transform(chunk, batch_size=len(chunk), n_layers=depth).cpu() for chunk in bar])
 
 
 def export_features(run: str | Path, layer: int = -1, split: str = "all", out: str | Path | None = None,

@@ -448,7 +448,7 @@ class DBNClassifier(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, Transforme
         from dbn.data.base import batch_loader
         from dbn.training.finetune import FineTuneModule
 
-        module = FineTuneModule(model, optimizer=partial(torch.optim.Adam, lr=self.finetune_lr), dropout=self.dropout)
+        module = FineTuneModule(model, optimizer=partial(torch.optim.Adam, lr=self.finetune_lr, fused=True), dropout=self.dropout)
         loader = batch_loader(x, codes, batch_size=self.finetune_batch_size, shuffle=True)
         self._trainer(self.finetune_epochs).fit(module, train_dataloaders=loader)
 

@@ -2,7 +2,8 @@
 
 Usage: python experiments/learning_curves.py --out curves.png LABEL=GLOB [LABEL=GLOB ...]
    e.g. pretrained='runs/fashion_mnist_dbn/dbn/*' 'random init'='runs/fashion_mnist_dbn/baseline/*'
-Each group is drawn as its mean over runs, with every run as a thin line; a CSV of the curves goes next to the PNG.
+Each group is drawn as its mean over runs, with every run as a thin line; a CSV of the curves
+(one row per group, run and epoch) goes next to the PNG.
 """
 
 from __future__ import annotations
@@ -43,14 +44,17 @@ def main() -> None:
     rows = []
     for group, color in zip(args.groups, plt.rcParams["axes.prop_cycle"].by_key()["color"]):
         label, pattern = group.split("=", 1)
-        curves = [curve(Path(d)) for d in sorted(glob.glob(pattern))]
+        dirs = sorted(glob.glob(pattern))
+        if not dirs:
+            raise SystemExit(f"{label}: no run directory matches {pattern}")
+        curves = [curve(Path(d)) for d in dirs]
         n = min(len(c) for c in curves)
         stack = np.stack([c[:n] for c in curves]) * 100
         epochs = np.arange(1, n + 1)
         for c in stack:
             ax.plot(epochs, c, color=color, alpha=0.25, linewidth=0.8)
         ax.plot(epochs, stack.mean(0), color=color, linewidth=2, label=f"{label} (mean of {len(stack)})")
-        rows += [(label, e, *stack[:, e - 1]) for e in epochs]
+        rows += [(label, d, e, f"{acc:.2f}") for d, c in zip(dirs, stack) for e, acc in zip(epochs, c)]
     ax.set_xlabel("fine-tuning epoch")
     ax.set_ylabel("validation accuracy (%)")
     ax.grid(alpha=0.3)
@@ -58,7 +62,7 @@ def main() -> None:
     fig.tight_layout()
     fig.savefig(args.out, dpi=120)
     with open(Path(args.out).with_suffix(".csv"), "w") as f:
-        f.write("group,epoch,acc_per_run...\n")
+        f.write("group,run,epoch,val_acc_percent\n")
         f.writelines(",".join(map(str, r)) + "\n" for r in rows)
     print(f"wrote {args.out}")
 

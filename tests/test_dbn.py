@@ -34,6 +34,11 @@ def test_transform_is_the_composition_of_hidden_means():
     torch.testing.assert_close(model.transform(x), expected)
     torch.testing.assert_close(model.transform(x, batch_size=2), expected)
     torch.testing.assert_close(model.transform(x.numpy()), expected)  # numpy in, tensor out
+    with torch.no_grad():
+        first = torch.sigmoid(x @ model.layers[0].weight.T + model.layers[0].hidden_bias)
+    torch.testing.assert_close(model.transform(x, n_layers=1), first)
+    with pytest.raises(ValueError, match="n_layers must be in 1..2"):
+        model.transform(x, n_layers=3)
 
 
 def test_head_gives_probabilities_and_predictions():

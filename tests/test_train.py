@@ -114,6 +114,9 @@ def test_finished_layers_survive_a_later_failure(tmp_path, monkeypatch):
     ("+pretrain.layers.4.k=2", ConfigError, "the model has 2 layers"),
     ("+pretrain.layers.0.kk=2", ConfigError, "unknown keys \\['kk'\\]"),
     ("finetune.epochs=0", ConfigError, "finetune.epochs must be >= 1"),
+    ("finetune.dropout=1.0", ConfigError, "finetune.dropout must be a number in \\[0, 1\\)"),
+    ("finetune.input_dropout=-0.1", ConfigError, "finetune.input_dropout must be"),
+    ("finetune.label_smoothing=half", ConfigError, "finetune.label_smoothing must be"),
     ("data.val_fraction=1.5", DataError, "val_fraction must be in"),
 ])
 def test_impossible_configs_fail_before_training(tmp_path, override, error, msg, monkeypatch):

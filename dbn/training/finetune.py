@@ -24,9 +24,13 @@ class FineTuneModule(L.LightningModule):
     Args:
         dbn: a DBN with a head (see :meth:`DBN.add_head`).
         optimizer: a partial optimizer, ``optimizer(params) -> torch.optim.Optimizer``
-            (from config: ``{_target_: torch.optim.Adam, _partial_: true, lr: 1e-3}``).
+            (from config: ``{_target_: torch.optim.Adam, _partial_: true, lr: 1e-3}``); default: fused Adam, lr 1e-3.
         scheduler: optional partial LR scheduler, ``scheduler(optimizer)``, stepped per epoch.
         dropout: dropout on each hidden layer's output during training.
+        input_dropout: dropout on the input pixels/features during training (a dropped entry is 0,
+            which for the first RBM is the same as a missing value).
+        label_smoothing: cross-entropy against targets smoothed by this much (training loss only;
+            validation and test losses are the plain cross-entropy, comparable across runs).
         log_prefix: prefix of the logged names.
         augment: training images only: ``{"hflip": bool, "shift": pixels}``, random left-right flips and
             translations of the (square) input images; see :func:`dbn.data.augment.augment_images`.
@@ -40,16 +44,23 @@ class FineTuneModule(L.LightningModule):
         dropout: float = 0.0,
         log_prefix: str = "finetune",
         augment: dict | None = None,
+        input_dropout: float = 0.0,
+        label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
         if dbn.head is None:
             raise ValueError("FineTuneModule needs a DBN with a classifier head; call dbn.add_head(n_classes)")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if not 0.0 <= input_dropout < 1.0:
+            raise ValueError(f"input_dropout must be in [0, 1), got {input_dropout}")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         self.save_hyperparameters(ignore=["dbn", "optimizer", "scheduler"])
         self.dbn, self.optimizer_factory, self.scheduler_factory = dbn, optimizer, scheduler
         self._frozen: list[torch.nn.Parameter] = []
         self.dropout, self.prefix = float(dropout), log_prefix
+        self.input_dropout, self.label_smoothing = float(input_dropout), float(label_smoothing)
         self.augment = check_augment(augment)
         self.side = image_side(dbn.sizes[0]) if self.augment else None
         n = dbn.n_classes
@@ -73,6 +84,8 @@ class FineTuneModule(L.LightningModule):
         self._frozen = []
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.input_dropout > 0:
+            x = F.dropout(x, self.input_dropout, self.training)
         return self.dbn(x, dropout=self.dropout)
 
     def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
@@ -80,7 +93,7 @@ class FineTuneModule(L.LightningModule):
         if stage == "train" and self.augment:
             x = augment_images(x, self.side, hflip=bool(self.augment.get("hflip")), shift=int(self.augment.get("shift", 0)))
         logits = self(x)
-        loss = F.cross_entropy(logits, y)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing if stage == "train" else 0.0)
         acc = getattr(self, f"{stage}_acc")
         acc(logits.detach(), y)
         on_step = stage == "train"
@@ -98,7 +111,7 @@ class FineTuneModule(L.LightningModule):
         self._shared_step(batch, "test")
 
     def configure_optimizers(self):
-        factory = self.optimizer_factory or (lambda params: torch.optim.Adam(params, lr=1e-3))
+        factory = self.optimizer_factory or (lambda params: torch.optim.Adam(params, lr=1e-3, fused=True))
         opt = factory([p for p in self.parameters() if p.requires_grad])
         if self.scheduler_factory is None:
             return opt

@@ -201,7 +201,9 @@ class Run:
         dm.batch_size = int(fcfg.batch_size)
         module = FineTuneModule(model, optimizer=_instantiate(fcfg.optimizer, "finetune.optimizer"),
                                 scheduler=_instantiate(fcfg.scheduler, "finetune.scheduler") if fcfg.get("scheduler") else None,
-                                dropout=float(fcfg.get("dropout", 0.0)), augment=self.augment_config())
+                                dropout=float(fcfg.get("dropout", 0.0)), augment=self.augment_config(),
+                                input_dropout=float(fcfg.get("input_dropout", 0.0)),
+                                label_smoothing=float(fcfg.get("label_smoothing", 0.0)))
         trainer = self.make_trainer(int(fcfg.epochs), callbacks=callbacks, has_val=has_val, stage="finetune")
         fit_args = resume.attach(trainer, self.ckpt_dir / "finetune-last.ckpt")
         start = time.perf_counter()
@@ -236,6 +238,10 @@ def check_config(cfg: DictConfig) -> None:
             raise ConfigError(f"finetune.epochs must be >= 1, got {cfg.finetune.epochs}")
         if int(cfg.finetune.batch_size) < 1:
             raise ConfigError(f"finetune.batch_size must be >= 1, got {cfg.finetune.batch_size}")
+        for key in ("dropout", "input_dropout", "label_smoothing"):
+            value = cfg.finetune.get(key) or 0.0
+            if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                raise ConfigError(f"finetune.{key} must be a number in [0, 1), got {value!r}")
         try:
             check_augment(Run(cfg).augment_config())
         except ValueError as e:
