@@ -285,3 +285,17 @@ def test_tampered_model_and_progress_files_cannot_run_code(tmp_path, monkeypatch
     with pytest.raises(Exception, match="Weights only load failed|Unsupported global"):
         resume.Progress(tmp_path).load()
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_a_resumed_stage_logs_to_a_new_csv_version_and_keeps_the_interrupted_one(tmp_path):
+    runner = pipeline.Run(make_cfg(tmp_path, "logger=csv"))
+    assert runner.make_trainer(1, stage="finetune").logger.version == "finetune"
+    first = tmp_path / "csv" / "finetune" / "metrics.csv"
+    first.parent.mkdir(parents=True)
+    first.write_text("epoch,finetune/val/acc\n0,0.5\n")  # what the interrupted attempt logged
+    assert runner.make_trainer(1, stage="finetune").logger.version == "finetune-attempt2"
+    (tmp_path / "csv" / "finetune-attempt2").mkdir()
+    (tmp_path / "csv" / "finetune-attempt2" / "metrics.csv").write_text("epoch\n")
+    assert runner.make_trainer(1, stage="finetune").logger.version == "finetune-attempt3"
+    assert runner.make_trainer(1, stage="pretrain_layer0").logger.version == "pretrain_layer0"
+    assert first.read_text() == "epoch,finetune/val/acc\n0,0.5\n"

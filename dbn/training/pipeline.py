@@ -88,13 +88,22 @@ class Run:
         epochs = min(int(epochs), int(cap)) if cap else int(epochs)
         logger = False
         if self.cfg.get("logger"):
-            # a CSVLogger rewrites its metrics.csv for every new instance: one version per stage keeps them all
-            per_stage = {"version": stage} if str(self.cfg.logger.get("_target_", "")).endswith("CSVLogger") else {}
+            per_stage = {"version": self.csv_version(stage)} if str(self.cfg.logger.get("_target_", "")).endswith("CSVLogger") else {}
             logger = _instantiate(self.cfg.logger, "logger", **per_stage)
         extra = {} if has_val else {"limit_val_batches": 0, "num_sanity_val_steps": 0}
         return _instantiate(tcfg, "trainer", max_epochs=epochs, logger=logger, callbacks=callbacks or [],
                             enable_checkpointing=any(isinstance(c, L.pytorch.callbacks.ModelCheckpoint) for c in callbacks or []),
                             default_root_dir=str(self.dir), **extra)
+
+    def csv_version(self, stage: str) -> str:
+        """A CSVLogger rewrites its metrics.csv for every new instance: one version per stage keeps every
+        stage's metrics, and a resumed stage writes ``<stage>-attempt2`` (3, ...) beside the interrupted one."""
+        root = Path(str(self.cfg.logger.get("save_dir") or self.dir)) / str(self.cfg.logger.get("name") or "")
+        version, attempt = stage, 1
+        while (root / version / "metrics.csv").exists():
+            attempt += 1
+            version = f"{stage}-attempt{attempt}"
+        return version
 
     def callbacks(self, stage: str, has_val: bool = True) -> list[L.Callback]:
         """Fresh instances of ``callbacks.<stage>`` (a dict keyed by name; null entries are switched off)."""
