@@ -54,3 +54,19 @@ def test_cd1_benchmark_quick_smoke(tmp_path):
     assert all(s > 0 for s in _numbers(report, "s_per_epoch")) and len(report["scaling"]["rows"]) == 7
     assert all(m > 0 for m in _numbers(report["memory"], "peak_rss_mib") + _numbers(report["memory"], "rss_mib"))
     assert all(e > 0 for e in _numbers(report["bf16_recon"], "test_recon_error"))
+
+
+def test_finetune_step_benchmark_runs_and_fused_adam_takes_the_same_steps(monkeypatch, capsys):
+    """The fine-tuning step table fills, and fused Adam (the config default) trains the net as torch's default
+    Adam does: 50 steps from the same start end within float32 rounding of each other."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import finetune_step
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    monkeypatch.setattr(sys, "argv", ["finetune_step.py", "--steps", "2", "--repeats", "1"])
+    rows, finals = finetune_step.main()
+    assert len(rows) == 4 and all(sec > 0 for _, sec in rows)
+    ref, fused = finals["Adam (torch default on CPU)"], finals["Adam fused=True (dbn default)"]
+    assert max((a - b).abs().max().item() for a, b in zip(ref, fused)) < 1e-5
+    assert "| Adam fused=True (dbn default) |" in capsys.readouterr().out
