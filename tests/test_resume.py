@@ -30,9 +30,14 @@ CLI_ARGS = ["model.hidden=[64,32]", "pretrain.epochs=4", "+pretrain.layers.1.epo
             "logger=csv", "trainer.enable_progress_bar=false"]
 
 
+def _env() -> dict[str, str]:
+    """This environment with tests/ on the path, for the SigtermAt callback (tests/sigterm_at.py)."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))}
+
+
 def _start(run_dir: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "dbn.train", *CLI_ARGS, *extra, f"hydra.run.dir={run_dir}"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=run_dir.parent)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=run_dir.parent, env=_env())
 
 
 def _signal_during_layer1(proc: subprocess.Popen, run_dir: Path, sig: int) -> tuple[int, str]:
@@ -52,7 +57,7 @@ def _signal_during_layer1(proc: subprocess.Popen, run_dir: Path, sig: int) -> tu
 
 def _resume(run_dir: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "dbn.train", f"resume={run_dir}"], capture_output=True, text=True,
-                          cwd=run_dir.parent, timeout=300)
+                          cwd=run_dir.parent, timeout=300, env=_env())
 
 
 def _weights(run_dir: Path) -> dict:
@@ -92,13 +97,16 @@ def test_sigkill_in_layer_2_resumes_there_and_ends_where_an_uninterrupted_run_en
 
 @pytest.mark.slow
 def test_sigterm_checkpoints_the_epoch_in_progress_and_exits_143(tmp_path, uninterrupted):
+    """SIGTERM after batch 3 of layer 1's epoch 2 (sent by the process itself, so it always lands mid-epoch)."""
     run_dir = tmp_path / "run"
-    rc, out = _signal_during_layer1(_start(run_dir), run_dir, signal.SIGTERM)
-    assert rc == 143, out[-3000:]
+    proc = _start(run_dir, "+callbacks.pretrain.sigterm={_target_:sigterm_at.SigtermAt,layer:1,epoch:2,batch:3}")
+    out = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 143, out[-3000:]
     assert "stopped by SIGTERM" in out and f"dbn-train resume={run_dir}" in out
     ckpt = torch.load(run_dir / "resume" / "pretrain-layer1-last.ckpt", weights_only=True)
     progress = ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]
-    assert progress["completed"] < progress["started"]  # saved inside the epoch, not at its end
+    assert progress["completed"] == 2 and progress["started"] == 3  # saved inside epoch 2, not at an epoch's end
+    assert ckpt["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["completed"] == 4  # batches 0..3
 
     proc = _resume(run_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
