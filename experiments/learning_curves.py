@@ -33,6 +33,8 @@ def curve(run_dir: Path) -> np.ndarray:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="PNG to write")
+    ap.add_argument("--ymin", type=float, default=None,
+                    help="lower end of the accuracy axis, in percent (the first epochs of a random init can sit far below)")
     ap.add_argument("groups", nargs="+", help="LABEL=GLOB of run directories")
     args = ap.parse_args()
     import matplotlib
@@ -58,6 +60,8 @@ def main() -> None:
     ax.set_xlabel("fine-tuning epoch")
     ax.set_ylabel("validation accuracy (%)")
     ax.grid(alpha=0.3)
+    if args.ymin is not None:
+        ax.set_ylim(bottom=args.ymin)
     ax.legend()
     fig.tight_layout()
     fig.savefig(args.out, dpi=120)

@@ -12,4 +12,4 @@ for seed in 0 1 2; do
   dbn-train experiment=fashion_mnist_dbn pretrain=none seed=$seed hydra.run.dir="$out/baseline/$seed" trainer.enable_progress_bar=false "$@"
 done
 python experiments/summarize.py "$out"/dbn/* "$out"/baseline/*
-python experiments/learning_curves.py --out experiments/fashion_mnist_dbn/results/learning_curves.png pretrained="$out/dbn/*" "random init"="$out/baseline/*"
+python experiments/learning_curves.py --ymin 85 --out experiments/fashion_mnist_dbn/results/learning_curves.png pretrained="$out/dbn/*" "random init"="$out/baseline/*"
