@@ -28,14 +28,22 @@ def test_recipe_composes_to_the_papers_settings(tmp_path):
     assert f.optimizer._target_ == "torch.optim.LBFGS" and "weight_decay" not in f.optimizer
 
 
+def dry_run(tmp_path, experiment: str, data_root) -> dict:
+    """Two epochs of every stage of ``experiment`` (a 784-500-500-2000 recipe) on the idx files in ``data_root``."""
+    with initialize_config_module("dbn.conf", version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={experiment}", f"run_dir={tmp_path / 'run'}", f"data.root={data_root}",
+                                          "trainer.max_epochs=2", "trainer.enable_progress_bar=false",
+                                          "callbacks.pretrain.likelihood=null", "callbacks.pretrain.rbm_tensorboard=null"])
+    results = run(cfg)
+    assert [layer["n_hidden"] for layer in results["pretrain"]] == [500, 500, 2000]
+    assert all(layer["epochs"] == 2 for layer in results["pretrain"])
+    assert results["finetune"]["epochs"] == 2 and 0.0 <= results["finetune"]["test_acc"] <= 1.0
+    return results
+
+
 @pytest.mark.slow
 def test_recipe_dry_run_on_tiny_mnist_files(tmp_path):
     """Two epochs of every stage on 300 written images: the real architecture and optimizers run end to end."""
     write_mnist(tmp_path / "mnist", mnist_like(n_train=300, n_test=100), layout="torchvision", gz=True)
-    results = run(_cfg(f"run_dir={tmp_path / 'run'}", f"data.root={tmp_path / 'mnist'}", "trainer.max_epochs=2",
-                       "trainer.enable_progress_bar=false", "callbacks.pretrain.likelihood=null",
-                       "callbacks.pretrain.rbm_tensorboard=null"))
-    assert [layer["n_hidden"] for layer in results["pretrain"]] == [500, 500, 2000]
-    assert all(layer["epochs"] == 2 for layer in results["pretrain"])
-    assert results["finetune"]["epochs"] == 2 and 0.0 <= results["finetune"]["test_acc"] <= 1.0
+    dry_run(tmp_path, "mnist_hinton2006", tmp_path / "mnist")
     assert json.loads((tmp_path / "run" / "results.json").read_text())["data"]["n_train"] == 300
