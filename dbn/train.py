@@ -10,7 +10,7 @@ import hydra
 from omegaconf import DictConfig
 
 from dbn.data.base import DataError
-from dbn.errors import ConfigError
+from dbn.errors import CollectiveError, ConfigError
 from dbn.training.rbm_module import DivergenceError
 
 log = logging.getLogger("dbn")
@@ -20,25 +20,40 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 @hydra.main(version_base="1.3", config_path="pkg://dbn.conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    """Run the configured job; returns the fine-tuned test accuracy (for sweeps), if any."""
+    """Run the configured job; returns the fine-tuned test accuracy (for sweeps), if any.
+
+    Exit codes: 2 a config or data error, 3 training diverged, 4 a collective across
+    processes failed or timed out, 143 stopped by SIGTERM (resumable).
+    """
+    from lightning.pytorch.utilities import rank_zero_only
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+    from dbn.training.console import quiet_lightning
     from dbn.training.pipeline import run, summary
 
+    quiet_lightning()
+    rank = rank_zero_only.rank
+    # every rank reports its own error (another rank's may be the cause); the rest is said once, by rank 0
+    tag = f"dbn-train[rank {rank}]" if rank else "dbn-train"
     try:
         results = run(cfg)
     except (ConfigError, DataError) as e:
-        print(f"dbn-train: error: {e}", file=sys.stderr)
+        print(f"{tag}: error: {e}", file=sys.stderr)
         sys.exit(2)
     except DivergenceError as e:
-        print(f"dbn-train: training diverged: {e} (finished layers are in {cfg.run_dir}/dbn_pretrained.pt, "
+        print(f"{tag}: training diverged: {e} (finished layers are in {cfg.run_dir}/dbn_pretrained.pt, "
               f"the last good epoch in {cfg.run_dir}/resume)", file=sys.stderr)
         sys.exit(3)
+    except CollectiveError as e:
+        print(f"{tag}: error: {e}; continue with: dbn-train resume={cfg.run_dir}", file=sys.stderr)
+        sys.exit(4)
     except SIGTERMException:
-        print(f"dbn-train: stopped by SIGTERM; the current epoch is checkpointed in {cfg.run_dir}/resume; "
-              f"continue with: dbn-train resume={cfg.run_dir}", file=sys.stderr)
+        if rank == 0:
+            print(f"dbn-train: stopped by SIGTERM; the current epoch is checkpointed in {cfg.run_dir}/resume; "
+                  f"continue with: dbn-train resume={cfg.run_dir}", file=sys.stderr)
         sys.exit(143)  # 128 + SIGTERM, what a scheduler expects from a terminated job
-    print(summary(results, cfg.run_dir))
+    if rank == 0:
+        print(summary(results, cfg.run_dir))
     return (results.get("finetune") or {}).get("test_acc")
 
 

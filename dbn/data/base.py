@@ -18,6 +18,7 @@ import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
 
@@ -53,6 +54,21 @@ def batch_loader(*tensors: Tensor, batch_size: int, shuffle: bool = False, drop_
     return DataLoader(
         TensorBatches(*tensors), batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, collate_fn=_whole_batch
     )
+
+
+def eval_loader(*tensors: Tensor, batch_size: int, trainer: L.Trainer | None = None) -> DataLoader:
+    """An evaluation loader; under several processes each rank gets its own rows, none repeated.
+
+    Lightning's default for evaluation under DDP is a ``DistributedSampler``, which pads the
+    ranks to equal length by repeating rows, so validation and test metrics would count some
+    rows twice. Here every row is seen exactly once across ranks (rank r takes rows r, r + W, ...),
+    and the modules sum their statistics over ranks, so an epoch's value is the whole set's.
+    """
+    if trainer is None or trainer.world_size == 1:
+        return batch_loader(*tensors, batch_size=batch_size)
+    dataset = TensorBatches(*tensors)
+    sampler = UnrepeatedDistributedSampler(dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=_whole_batch)
 
 
 def as_features(x, what: str, allow_missing: bool = False) -> Tensor:
@@ -209,7 +225,9 @@ class TensorDataModule(L.LightningDataModule):
         if x is None:
             return []
         tensors = (x,) if y is None else (x, y)
-        return batch_loader(*tensors, batch_size=self.batch_size, shuffle=shuffle)
+        if shuffle:
+            return batch_loader(*tensors, batch_size=self.batch_size, shuffle=True)
+        return eval_loader(*tensors, batch_size=self.batch_size, trainer=self.trainer)
 
     def val_dataloader(self) -> DataLoader | list:
         return self._loader(self.val_x, self.val_y, shuffle=False)
@@ -298,8 +316,8 @@ class PretrainDataModule(L.LightningDataModule):
             return []
         size = max(self.batch_size, 500)
         return [
-            batch_loader(*_with_mask(self.monitor_val, self.monitor_val_mask), batch_size=size),
-            batch_loader(*_with_mask(self.monitor_train, self.monitor_train_mask), batch_size=size),
+            eval_loader(*_with_mask(self.monitor_val, self.monitor_val_mask), batch_size=size, trainer=self.trainer),
+            eval_loader(*_with_mask(self.monitor_train, self.monitor_train_mask), batch_size=size, trainer=self.trainer),
         ]
 
 

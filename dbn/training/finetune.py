@@ -8,10 +8,12 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from dbn.data.augment import augment_images, check_augment, image_side
 from dbn.dbn import DBN
+from dbn.training.distributed import log_synced
 
 
 class FineTuneModule(L.LightningModule):
@@ -64,8 +66,10 @@ class FineTuneModule(L.LightningModule):
         self.augment = check_augment(augment)
         self.side = image_side(dbn.sizes[0]) if self.augment else None
         n = dbn.n_classes
-        # one metric object per stage, so epoch accumulation never mixes stages
+        # one pair of metric objects per stage, so epoch accumulation never mixes stages; they are
+        # computed (and synced across ranks) in this module's epoch-end hooks, never lazily by Lightning
         self.train_acc, self.val_acc, self.test_acc = (MulticlassAccuracy(n, average="micro") for _ in range(3))
+        self.train_loss, self.val_loss, self.test_loss = (MeanMetric() for _ in range(3))
 
     def setup(self, stage: str) -> None:
         # the feed-forward net uses the weights and hidden biases only; the rest (visible biases,
@@ -94,12 +98,30 @@ class FineTuneModule(L.LightningModule):
             x = augment_images(x, self.side, hflip=bool(self.augment.get("hflip")), shift=int(self.augment.get("shift", 0)))
         logits = self(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing if stage == "train" else 0.0)
-        acc = getattr(self, f"{stage}_acc")
-        acc(logits.detach(), y)
-        on_step = stage == "train"
-        self.log(f"{self.prefix}/{stage}/loss", loss.detach(), on_step=on_step, on_epoch=True, prog_bar=stage != "test", sync_dist=not on_step)
-        self.log(f"{self.prefix}/{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=stage == "val")
+        getattr(self, f"{stage}_acc").update(logits.detach(), y)
+        getattr(self, f"{stage}_loss").update(loss.detach(), weight=len(y))
+        if stage == "train":  # this rank's batch; epoch values (all ranks) come from _log_epoch
+            self.log(f"{self.prefix}/train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
         return loss
+
+    def _log_epoch(self, stage: str) -> None:
+        """The stage's epoch loss and accuracy over every rank's batches, computed here on every rank."""
+        acc, loss = getattr(self, f"{stage}_acc"), getattr(self, f"{stage}_loss")
+        if loss.update_count == 0:
+            return
+        log_synced(self, f"{self.prefix}/{stage}/loss", loss.compute(), prog_bar=stage == "val")
+        log_synced(self, f"{self.prefix}/{stage}/acc", acc.compute(), prog_bar=stage == "val")
+        acc.reset()
+        loss.reset()
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
 
     def training_step(self, batch, batch_idx):
         return self._shared_step(batch, "train")

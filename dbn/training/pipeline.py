@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import lightning as L
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -22,7 +23,9 @@ from dbn.dbn import DBN
 from dbn.errors import ConfigError
 from dbn.training.finetune import FineTuneModule
 from dbn.training import resume
-from dbn.training.pretrain import greedy_pretrain, identical_across_ranks, layer_schedules
+from dbn.training.console import StageProgress, summary_table
+from dbn.training.distributed import identical_across_ranks, naming_stage, resolve_strategy
+from dbn.training.pretrain import greedy_pretrain, layer_schedules
 
 log = logging.getLogger(__name__)
 
@@ -82,18 +85,37 @@ class Run:
         self.progress = resume.Progress(self.dir)
         self.ckpt_dir = self.dir / "resume"  # apart from checkpoints/, which ModelCheckpoint wants to itself
 
-    def make_trainer(self, epochs: int, callbacks: list | None = None, has_val: bool = True, stage: str = "run") -> L.Trainer:
+    def make_trainer(self, epochs: int, callbacks: list | None = None, has_val: bool = True, stage: str = "run",
+                     progress: StageProgress | None = None, n_train: int | None = None,
+                     batch_size: int | None = None) -> L.Trainer:
+        """A Trainer for one stage: ``trainer.*`` with the stage's epochs, logger, callbacks and progress display.
+
+        ``progress`` is the stage's display, used when the progress bar is on and the stage's
+        callbacks bring no progress bar of their own.
+        """
         tcfg = OmegaConf.to_container(self.cfg.trainer, resolve=True)
         cap = tcfg.pop("max_epochs", None)
         epochs = min(int(epochs), int(cap)) if cap else int(epochs)
+        try:
+            tcfg["strategy"] = resolve_strategy(tcfg.get("strategy", "auto"), tcfg.pop("collective_timeout_s", 300),
+                                                tcfg.get("devices", 1), tcfg.get("num_nodes", 1))
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         logger = False
         if self.cfg.get("logger"):
             per_stage = {"version": self.csv_version(stage)} if str(self.cfg.logger.get("_target_", "")).endswith("CSVLogger") else {}
             logger = _instantiate(self.cfg.logger, "logger", **per_stage)
+        callbacks = list(callbacks or [])
+        if progress is not None and tcfg.get("enable_progress_bar", True) and not any(isinstance(c, ProgressBar) for c in callbacks):
+            callbacks.append(progress)
         extra = {} if has_val else {"limit_val_batches": 0, "num_sanity_val_steps": 0}
-        return _instantiate(tcfg, "trainer", max_epochs=epochs, logger=logger, callbacks=callbacks or [],
-                            enable_checkpointing=any(isinstance(c, L.pytorch.callbacks.ModelCheckpoint) for c in callbacks or []),
-                            default_root_dir=str(self.dir), **extra)
+        trainer = _instantiate(tcfg, "trainer", max_epochs=epochs, logger=logger, callbacks=callbacks,
+                               enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
+                               default_root_dir=str(self.dir), **extra)
+        if n_train and batch_size:  # each rank's batches in an epoch: Lightning warns when the logging interval is longer
+            per_rank = math.ceil(math.ceil(n_train / trainer.world_size) / batch_size)
+            trainer.log_every_n_steps = max(1, min(trainer.log_every_n_steps, per_rank))
+        return trainer
 
     def csv_version(self, stage: str) -> str:
         """A CSVLogger rewrites its metrics.csv for every new instance: one version per stage keeps every
@@ -158,7 +180,6 @@ class Run:
 
         def layer_done(i: int, metrics: dict) -> None:
             self.results["pretrain"].append(metrics)
-            log.info("layer %d pretrained: %s", i, metrics)
             self.save(model, "dbn_pretrained.pt")  # finished layers survive a later failure
             self.save_progress(layers_done=i + 1, pretrained=model.state_dict(), pretrain_results=self.results["pretrain"])
             self.layer_checkpoint(i).unlink(missing_ok=True)  # superseded by progress.pt
@@ -166,10 +187,16 @@ class Run:
         has_val = dm.val_x is not None
 
         layer = iter(range(n_done, len(model.layers)))
+        recon = "val" if has_val else "train"
 
         def make_trainer(epochs: int) -> L.Trainer:  # fresh callbacks for every layer's fit
+            i = next(layer)
+            rbm, prefix = model.layers[i], f"pretrain/layer{i}"
+            progress = StageProgress(f"{prefix} [{i + 1}/{len(model.layers)}] {rbm.n_visible}->{rbm.n_hidden}",
+                                     {"recon": f"{prefix}/{recon}/recon_error", "fe_gap": f"{prefix}/free_energy_gap"})
             return self.make_trainer(epochs, callbacks=self.callbacks("pretrain", has_val), has_val=has_val,
-                                     stage=f"pretrain_layer{next(layer)}")
+                                     stage=f"pretrain_layer{i}", progress=progress, n_train=len(dm.train_x),
+                                     batch_size=int(schedules[i].get("batch_size", 64)))
 
         greedy_pretrain(model, dm.train_x, dm.val_x, schedules, make_trainer,
                         monitor_size=pcfg.get("monitor_size", 2000), init_visible_bias=pcfg.get("init_visible_bias", True),
@@ -213,24 +240,33 @@ class Run:
                                 dropout=float(fcfg.get("dropout", 0.0)), augment=self.augment_config(),
                                 input_dropout=float(fcfg.get("input_dropout", 0.0)),
                                 label_smoothing=float(fcfg.get("label_smoothing", 0.0)))
-        trainer = self.make_trainer(int(fcfg.epochs), callbacks=callbacks, has_val=has_val, stage="finetune")
+        monitors = {"loss": "finetune/train/loss", "acc": "finetune/train/acc"}
+        if has_val:
+            monitors |= {"val_loss": "finetune/val/loss", "val_acc": "finetune/val/acc"}
+        n_train = len(dm.train_x) if dm.labelled_idx is None else len(dm.labelled_idx)
+        trainer = self.make_trainer(int(fcfg.epochs), callbacks=callbacks, has_val=has_val, stage="finetune",
+                                    progress=StageProgress("finetune", monitors), n_train=n_train, batch_size=dm.batch_size)
         fit_args = resume.attach(trainer, self.ckpt_dir / "finetune-last.ckpt")
         start = time.perf_counter()
-        trainer.fit(module, datamodule=dm, **fit_args)
+        with naming_stage("finetune"):
+            trainer.fit(module, datamodule=dm, **fit_args)
         out = {"epochs": trainer.current_epoch, "seconds": round(time.perf_counter() - start, 2)}
         if fit_args:
             out["resumed_from"] = Path(fit_args["ckpt_path"]).name
-        if trainer.world_size > 1:
-            out["identical_across_ranks"] = identical_across_ranks(module, trainer)
         best_cb = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None)
-        if best_cb is not None and best_cb.best_model_path:
+        best = best_cb is not None and bool(best_cb.best_model_path)
+        if best:
             out["best_checkpoint"] = best_cb.best_model_path
             out["best_monitor"], out["best_score"] = best_cb.monitor, float(best_cb.best_model_score)
-            best = torch.load(best_cb.best_model_path, map_location="cpu", weights_only=True)
-            module.load_state_dict(best["state_dict"])
-        if dm.test_x is not None:
-            (test,) = trainer.test(module, datamodule=dm, verbose=False)
-            out.update(test_acc=test["finetune/test/acc"], test_loss=test["finetune/test/loss"])
+        with naming_stage("finetune (test)"):
+            if trainer.world_size > 1:
+                out["identical_across_ranks"] = identical_across_ranks(module, trainer)
+            if best:  # the best epoch's weights, in the module the DBN is saved from
+                state = torch.load(best_cb.best_model_path, map_location="cpu", weights_only=True)
+                module.load_state_dict(state["state_dict"])
+            if dm.test_x is not None:
+                (test,) = trainer.test(module, datamodule=dm, verbose=False)
+                out.update(test_acc=test["finetune/test/acc"], test_loss=test["finetune/test/loss"])
         self.results["finetune"] = out
 
 
@@ -319,11 +355,17 @@ def run(cfg: DictConfig) -> dict:
 
     A run directory holding an interrupted attempt of the same config is continued:
     finished layers are kept, the current stage resumes from its last epoch (see
-    :mod:`dbn.training.resume`); a finished run is returned as it is.
+    :mod:`dbn.training.resume`); a finished run is returned as it is. SIGTERM stops
+    the run at the next batch boundary (on every rank), after a checkpoint.
 
     Returns:
         The results written to ``results.json``.
     """
+    with resume.STOP.watching():
+        return _run(cfg)
+
+
+def _run(cfg: DictConfig) -> dict:
     start = time.perf_counter()
     cfg = prepare_run_dir(cfg)
     check_config(cfg)
@@ -332,7 +374,7 @@ def run(cfg: DictConfig) -> dict:
     if done.get("finished"):
         log.info("%s holds a finished run of this config; nothing to do", runner.dir)
         return json.loads((runner.dir / "results.json").read_text())
-    L.seed_everything(int(cfg.seed), workers=True)
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     runner.save_config()
     dm: TensorDataModule = _instantiate(cfg.data, "data")
     dm.prepare_data()
@@ -355,6 +397,7 @@ def run(cfg: DictConfig) -> dict:
         raise ConfigError("fine-tuning needs labels but the data has none; give data.labels=FILE or set finetune=none")
     runner.results["data"] = dm.describe()
     runner.results["model"] = model.spec() | {"format": None}
+    print_header(cfg, runner.results["data"], model)
     if enabled(cfg.get("pretrain")) and cfg.pretrain.get("init_from"):
         runner.load_pretrained(model, cfg.pretrain.init_from)
     elif enabled(cfg.get("pretrain")):
@@ -371,17 +414,16 @@ def run(cfg: DictConfig) -> dict:
     return runner.results
 
 
+@rank_zero_only
+def print_header(cfg: DictConfig, data: dict, model: DBN) -> None:
+    """One line before training: the data, the model, the devices and where the run lives."""
+    t = cfg.trainer
+    split = f"{data['n_train']}/{data['n_val']}/{data['n_test']} train/val/test rows"
+    devices = f"{t.get('accelerator')} x {t.get('devices')}" + (f" x {t.num_nodes} nodes" if int(t.get("num_nodes") or 1) > 1 else "")
+    print(f"dbn-train: {data['name']} ({split}), DBN {'-'.join(map(str, model.sizes))}, "
+          f"{devices} ({t.get('strategy')}), run directory {cfg.run_dir}", flush=True)
+
+
 def summary(results: dict, run_dir: str) -> str:
-    """A few human-readable lines about a finished run."""
-    lines = [f"run directory: {run_dir}"]
-    for layer in results.get("pretrain") or []:
-        lines.append(
-            f"  layer {layer['layer']} ({layer['n_visible']}->{layer['n_hidden']}): "
-            f"recon error {layer.get('val/recon_error', layer.get('train/recon_error', float('nan'))):.4f}, "
-            f"free-energy gap {layer.get('free_energy_gap', float('nan')):.3f}, {layer['seconds']:.1f}s"
-        )
-    ft = results.get("finetune")
-    if ft and "test_acc" in ft:
-        lines.append(f"fine-tuned test accuracy: {ft['test_acc']:.4f} (test loss {ft['test_loss']:.4f})")
-    lines.append(f"wall time: {results.get('wall_time_s', 0):.1f}s")
-    return "\n".join(lines)
+    """A few human-readable lines about a finished run (see :func:`dbn.training.console.summary_table`)."""
+    return summary_table(results, run_dir)

@@ -19,6 +19,7 @@ from dbn.data.base import PretrainDataModule, observed_mean
 from dbn.dbn import DBN
 from dbn.rbm import RBM
 from dbn.training import resume
+from dbn.training.distributed import identical_across_ranks, naming_stage
 from dbn.training.rbm_module import RBMModule, check_schedule
 
 #: keys a layer schedule may set: RBMModule's arguments plus the batch size
@@ -62,13 +63,6 @@ def hidden_probabilities(rbm: RBM, x: Tensor, batch_size: int = 4096) -> Tensor:
     """E[h | v] for a whole data set, on ``x``'s device, in batches (the next layer's data)."""
     rbm = rbm.to(x.device)
     return torch.cat([rbm.hidden_mean(chunk) for chunk in x.split(batch_size)])
-
-
-def identical_across_ranks(module: torch.nn.Module, trainer: L.Trainer) -> bool:
-    """Whether every rank holds bitwise the same parameters (gathers them once; for checks after a fit)."""
-    flat = torch.cat([p.detach().reshape(-1) for p in module.parameters()]).to(trainer.strategy.root_device)
-    gathered = trainer.strategy.all_gather(flat)
-    return bool((gathered == gathered[0]).all())
 
 
 def greedy_pretrain(
@@ -130,7 +124,8 @@ def greedy_pretrain(
         trainer = make_trainer(int(schedule.get("epochs", 10)))
         fit_args = resume.attach(trainer, checkpoint(i)) if checkpoint is not None else {}
         start = time.perf_counter()
-        trainer.fit(module, datamodule=data, **fit_args)
+        with naming_stage(prefix):
+            trainer.fit(module, datamodule=data, **fit_args)
         seconds = time.perf_counter() - start
         metrics = {
             name.removeprefix(prefix + "/"): float(value)
@@ -145,7 +140,8 @@ def greedy_pretrain(
         if fit_args:
             result["resumed_from"] = Path(fit_args["ckpt_path"]).name
         if trainer.world_size > 1:
-            result["identical_across_ranks"] = identical_across_ranks(rbm, trainer)
+            with naming_stage(prefix):
+                result["identical_across_ranks"] = identical_across_ranks(rbm, trainer)
         results.append(result)
         if on_layer_end is not None:
             on_layer_end(i, result)

@@ -9,6 +9,7 @@ from torchmetrics import MeanMetric
 
 from dbn.rbm import RBM
 from dbn.sampling import contrastive_divergence, cd_loss, sparsity_penalty
+from dbn.training.distributed import all_ranks_sum, log_synced
 from dbn.training.schedules import LR_SCHEDULES, lr_factor, momentum_at
 
 
@@ -96,14 +97,16 @@ class RBMModule(L.LightningModule):
         """Sum the step's monitors on the device; hand them to the logger only every N steps.
 
         ``self.log`` costs about a millisecond a call on CPU, as much as a CD-1 step's maths,
-        so per-step values go out only on logging steps and epoch means at the epoch's end.
+        so per-step values (this rank's batch) go out only on logging steps, counted like
+        Lightning counts them (global steps, so short epochs under DDP still log), and the
+        epoch means, summed over ranks, at the epoch's end.
         """
         values = torch.stack([fe_diff, recon if recon is not None else torch.zeros_like(fe_diff), torch.ones_like(fe_diff)])
         self._sums = values if self._sums is None else self._sums + values
         self._has_recon = recon is not None
         trainer = self._trainer
         every = trainer.log_every_n_steps if trainer is not None else 1
-        if (batch_idx + 1) % every == 0:
+        if (self.global_step + 1) % every == 0:
             self.log(f"{self.prefix}/train/free_energy_diff_step", fe_diff, on_step=True, on_epoch=False)
             if recon is not None:
                 self.log(f"{self.prefix}/train/recon_error_step", recon, on_step=True, on_epoch=False, prog_bar=True)
@@ -111,10 +114,10 @@ class RBMModule(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         if self._sums is None:
             return
-        fe_diff, recon, n = self._sums
-        self.log(f"{self.prefix}/train/free_energy_diff", fe_diff / n, sync_dist=True)
+        fe_diff, recon, n = all_ranks_sum(self._trainer, self._sums)  # every rank, here: see dbn.training.distributed
+        log_synced(self, f"{self.prefix}/train/free_energy_diff", fe_diff / n)
         if self._has_recon:
-            self.log(f"{self.prefix}/train/recon_error", recon / n, sync_dist=True)
+            log_synced(self, f"{self.prefix}/train/recon_error", recon / n)
         finite = torch.isfinite(self._sums).all() & self.rbm.is_finite()
         self._sums = None
         if not bool(finite):  # one host sync per epoch
@@ -147,8 +150,8 @@ class RBMModule(L.LightningModule):
         opt = self.optimizers()
         for group in opt.param_groups:
             group["momentum"] = m
-        self.log(f"{self.prefix}/momentum", m, on_step=False, on_epoch=True)
-        self.log(f"{self.prefix}/lr", opt.param_groups[0]["lr"], on_step=False, on_epoch=True)
+        log_synced(self, f"{self.prefix}/momentum", m, on_step=False, on_epoch=True)  # the same on every rank
+        log_synced(self, f"{self.prefix}/lr", opt.param_groups[0]["lr"], on_step=False, on_epoch=True)
 
     def configure_optimizers(self):
         hp, rbm = self.hparams, self.rbm
@@ -176,14 +179,15 @@ class RBMModule(L.LightningModule):
             self.fe_train.update(fe)
 
     def on_validation_epoch_end(self) -> None:
-        if self.fe_val.update_count == 0:
+        if self.fe_val.update_count == 0:  # every rank has rows of the monitor sets (UnrepeatedDistributedSampler)
             return
-        fe_val, fe_train = self.fe_val.compute(), self.fe_train.compute()
-        self.log(f"{self.prefix}/val/recon_error", self.recon_val.compute())
-        self.log(f"{self.prefix}/val/free_energy", fe_val)
-        self.log(f"{self.prefix}/train_subset/free_energy", fe_train)
+        # MeanMetric.compute() gathers every rank's sums: called here, on every rank at the same point
+        fe_val, fe_train, recon = self.fe_val.compute(), self.fe_train.compute(), self.recon_val.compute()
+        log_synced(self, f"{self.prefix}/val/recon_error", recon)
+        log_synced(self, f"{self.prefix}/val/free_energy", fe_val)
+        log_synced(self, f"{self.prefix}/train_subset/free_energy", fe_train)
         # Hinton's overfitting monitor: held-out data gets higher free energy than training data
-        self.log(f"{self.prefix}/free_energy_gap", fe_val - fe_train)
+        log_synced(self, f"{self.prefix}/free_energy_gap", fe_val - fe_train)
         for metric in (self.fe_val, self.fe_train, self.recon_val):
             metric.reset()
 
