@@ -1,6 +1,12 @@
 from __future__ import annotations
 
 import itertools
+import re
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -27,3 +33,46 @@ def random_rbm(n_visible: int, n_hidden: int, scale: float = 1.0, seed: int = 0,
 @pytest.fixture
 def tiny_rbm() -> RBM:
     return random_rbm(5, 3)
+
+
+# --- the README's commands, run as a user types them ---------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_command(startswith: str) -> list[str]:
+    """The first command line in README.md's bash blocks that starts with ``startswith`` (comment and `&&` prefix cut)."""
+    readme = (ROOT / "README.md").read_text()
+    for block in re.findall(r"```bash\n(.*?)```", readme, flags=re.S):
+        for line in block.splitlines():
+            line = line.split("#")[0].strip().split("&&")[-1].strip()
+            if line.startswith(startswith):
+                return shlex.split(line)
+    raise AssertionError(f"README.md has no command starting with {startswith!r}")
+
+
+@dataclass
+class Job:
+    """A finished command: its run directory, exit code and what it printed."""
+
+    run_dir: Path | None
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_as_typed(argv: list[str], cwd: Path, timeout: float = 900, env: dict | None = None) -> Job:
+    """Run a ``dbn-train ...`` command line in ``cwd`` with stdout and stderr going to files (not a terminal)."""
+    exe = shutil.which(argv[0])
+    assert exe is not None, f"{argv[0]} is not on PATH: install the project (pip install -e .)"
+    out, err = cwd / "stdout.txt", cwd / "stderr.txt"
+    with open(out, "w") as o, open(err, "w") as e:
+        proc = subprocess.run([exe, *argv[1:]], stdout=o, stderr=e, cwd=cwd, timeout=timeout, env=env)
+    runs = sorted((cwd / "outputs").glob("*/*"))  # Hydra's outputs/DATE/TIME
+    return Job(runs[-1] if runs else None, proc.returncode, out.read_text(), err.read_text())
+
+
+@pytest.fixture(scope="session")
+def default_job(tmp_path_factory) -> Job:
+    """The README's main job, ``dbn-train`` as typed, on one process (about 40 s on 2 cores)."""
+    return run_as_typed(readme_command("dbn-train"), tmp_path_factory.mktemp("default_job"))

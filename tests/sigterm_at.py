@@ -2,7 +2,7 @@
 
 An external ``kill -TERM`` lands wherever the clock puts it, sometimes on an epoch's last batch
 (then the checkpoint is an epoch-end one); this puts it inside an epoch every time. The signal
-is real: Lightning's own handler receives it and stops the fit at the next batch boundary.
+is real: dbn's handler (``dbn.training.resume.GracefulStop``) receives it and stops the fit at the next batch boundary.
 """
 
 from __future__ import annotations

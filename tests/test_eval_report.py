@@ -18,7 +18,7 @@ def small_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
     with initialize_config_module("dbn.conf", version_base="1.3"):
         cfg = compose("train", overrides=[f"run_dir={run_dir}", "model.hidden=[12,10]", "data.binarize=sample",
-                                          "pretrain.epochs=5", "finetune.epochs=3", "trainer.enable_progress_bar=false"])
+                                          "pretrain.epochs=5", "finetune.epochs=3"])
     run(cfg)
     return run_dir
 

@@ -25,7 +25,7 @@ def small_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
     with initialize_config_module("dbn.conf", version_base="1.3"):
         cfg = compose("train", overrides=[f"run_dir={run_dir}", "model.hidden=[12,10]", "pretrain.epochs=1",
-                                          "finetune.epochs=2", "trainer.enable_progress_bar=false"])
+                                          "finetune.epochs=2"])
     run(cfg)
     return run_dir
 

@@ -130,7 +130,7 @@ def test_rbm_predicts_held_out_ratings_better_than_item_means(tmp_path):
         cfg = compose("train", overrides=[
             f"run_dir={tmp_path}", "data=arrays", f"data.features={tmp_path / 'ratings.npy'}", "data.missing=true",
             "data.test_fraction=0", "finetune=none", "model.hidden=[20]", "pretrain.epochs=20", "pretrain.lr=0.02",
-            "pretrain.batch_size=20", "trainer.enable_progress_bar=false"])
+            "pretrain.batch_size=20"])
     results = run(cfg)
     assert results["data"]["missing_fraction"] == pytest.approx(float(torch.isnan(train).float().mean()))
     layer = results["pretrain"][0]
@@ -169,7 +169,7 @@ def test_softmax_rbm_predicts_held_out_five_star_ratings_better_than_item_means(
         cfg = compose("train", overrides=[
             f"run_dir={tmp_path}", "data=arrays", f"data.features={tmp_path / 'stars.npy'}", "data.missing=true",
             "data.one_hot=5", "model.visible=softmax5", "data.test_fraction=0", "finetune=none", "model.hidden=[20]",
-            "pretrain.epochs=20", "pretrain.lr=0.02", "pretrain.batch_size=20", "trainer.enable_progress_bar=false"])
+            "pretrain.epochs=20", "pretrain.lr=0.02", "pretrain.batch_size=20"])
     results = run(cfg)
     assert results["data"]["n_features"] == 250 and results["model"]["visible"] == "softmax5"
     model = DBN.load(tmp_path)

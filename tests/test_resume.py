@@ -27,7 +27,7 @@ from tests.test_train import make_cfg
 # layer 1 gets many short epochs, so the test can kill it between two of them
 CLI_ARGS = ["model.hidden=[64,32]", "pretrain.epochs=4", "+pretrain.layers.1.epochs=25", "finetune.epochs=10",
             "finetune.optimizer.lr=0.01", "callbacks.pretrain.rbm_tensorboard=null", "callbacks.pretrain.likelihood=null",
-            "logger=csv", "trainer.enable_progress_bar=false"]
+            "logger=csv"]
 
 
 def _env() -> dict[str, str]:

@@ -16,7 +16,7 @@ from dbn.training.callbacks import (RBMTensorBoard, filter_grid, layer_pictures,
 from dbn.training.pipeline import Run, run
 from conftest import random_rbm
 
-BASE = ["pretrain.epochs=2", "finetune=none", "trainer.enable_progress_bar=false"]
+BASE = ["pretrain.epochs=2", "finetune=none"]
 QUICK = [*BASE, "callbacks.pretrain.rbm_tensorboard.gibbs_steps=20", "callbacks.pretrain.rbm_tensorboard.every_n_epochs=1"]
 PICTURES = ("filters", "reconstructions", "samples")
 HISTOGRAMS = ("weight", "visible_bias", "hidden_bias")

@@ -20,7 +20,7 @@ from dbn.training import pipeline
 from dbn.training.pipeline import run
 
 QUICK = ["model.hidden=[32,16]", "pretrain.epochs=2", "finetune.epochs=8", "finetune.optimizer.lr=0.01",
-         "trainer.enable_progress_bar=false"]
+        ]
 
 
 def make_cfg(run_dir: Path, *overrides: str):
