@@ -26,7 +26,7 @@ from dbn.rbm import RBM
 from dbn.units import get_units
 
 FORMAT = "dbn/1"
-MODEL_FILE = "dbn.pt"
+from dbn.rundir import MODEL as MODEL_FILE  # noqa: E402  the file DBN.load looks for in a directory
 
 
 def _hidden_types(hidden: str | Sequence[str], n_layers: int) -> list[str]:

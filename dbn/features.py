@@ -1,4 +1,4 @@
-"""``dbn-features run=DIR [layer=-1 split=all out=F.npy batch_size=4096 device=cpu]``: a run's features as .npy.
+"""A run's hidden-layer features as .npy (the library side of ``dbn-features``, :mod:`dbn.cli.features`).
 
 The run's data are rebuilt from its saved config as ``dbn-eval`` does (same split, same
 scaling); the features of hidden layer ``layer`` of its saved DBN (``dbn.pt``) are
@@ -7,14 +7,13 @@ written to ``out``, and the labels, when the data have them, to ``<out stem>_lab
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-import hydra
 import numpy as np
 import torch
-from omegaconf import DictConfig
 from torch import Tensor
+
+from dbn.rundir import RunDir
 
 SPLITS = ("train", "val", "test", "all")
 
@@ -56,14 +55,11 @@ def layer_features(model, x: Tensor, layer: int = -1, batch_size: int = 4096, pr
 def export_features(run: str | Path, layer: int = -1, split: str = "all", out: str | Path | None = None,
                     batch_size: int = 4096, device: str = "cpu") -> dict:
     """Write the features (float32) and labels of a run's split; returns what was written where."""
-    from dbn.dbn import DBN
-    from dbn.eval.report import load_run_data
-
-    run = Path(run)
-    model = DBN.load(run, map_location=device).eval()
-    x, y = split_data(load_run_data(run), split)
+    run = RunDir(run)
+    model = run.load_model(map_location=device).eval()
+    x, y = split_data(run.load_data(), split)
     features = layer_features(model, x, layer, batch_size).numpy().astype(np.float32, copy=False)
-    out = Path(out) if out else run / f"features_{split}.npy"
+    out = Path(out) if out else run.features(split)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, features)
     written = {"features": str(out), "shape": list(features.shape)}
@@ -72,19 +68,3 @@ def export_features(run: str | Path, layer: int = -1, split: str = "all", out: s
         np.save(labels, y.numpy())
         written["labels"] = str(labels)
     return written
-
-
-@hydra.main(version_base="1.3", config_path="pkg://dbn.conf", config_name="features")
-def main(cfg: DictConfig) -> None:
-    try:
-        written = export_features(cfg.run, layer=cfg.layer, split=cfg.split, out=cfg.out, batch_size=cfg.batch_size,
-                                  device=cfg.device)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"dbn-features: error: {e}", file=sys.stderr)
-        sys.exit(2)
-    labels = f", labels to {written['labels']}" if "labels" in written else ""
-    print(f"wrote features {tuple(written['shape'])} to {written['features']}{labels}")
-
-
-if __name__ == "__main__":
-    main()

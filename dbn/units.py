@@ -96,6 +96,19 @@ class Units:
         return f"{type(self).__name__}()"
 
 
+def check_probabilities(lo: float, hi: float, what: str, fix: str) -> None:
+    """ValueError naming the range unless [lo, hi] lies in [0, 1], what Bernoulli visible units can model.
+
+    Args:
+        lo, hi: the smallest and largest value of the data.
+        what: the data's name in the message.
+        fix: what the user should do, ending the message.
+    """
+    if lo < 0.0 or hi > 1.0:
+        raise ValueError(f"{what} has values in [{lo:g}, {hi:g}] but Bernoulli visible units need values in [0, 1] "
+                         f"(probabilities or binary data); {fix}")
+
+
 class Bernoulli(Units):
     """Binary units u ∈ {0, 1} with p(u=1 | x) = sigmoid(x)."""
 
@@ -128,13 +141,9 @@ class Bernoulli(Units):
 
     def check(self, x: Tensor, what: str = "data") -> None:
         super().check(x, what)
-        lo, hi = float(x.min()), float(x.max())
-        if lo < 0.0 or hi > 1.0:
-            raise ValueError(
-                f"{what} has values in [{lo:g}, {hi:g}] but Bernoulli visible units need values in [0, 1]; "
-                "scale the data (e.g. pixels / 255, or min-max scaling) or use real-valued visible units "
-                "(model.visible=gaussian with data.scale=standard)"
-            )
+        check_probabilities(float(x.min()), float(x.max()), what,
+                            "scale the data (e.g. pixels / 255, or min-max scaling) or use real-valued visible units "
+                            "(model.visible=gaussian with data.scale=standard)")
 
 
 class Gaussian(Units):

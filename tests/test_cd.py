@@ -128,7 +128,7 @@ def test_schedules():
 
 
 def _fit(module, x, epochs, batch_size=10):
-    from dbn.data.base import PretrainDataModule
+    from dbn.data import PretrainDataModule
 
     trainer = L.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, accelerator="cpu", num_sanity_val_steps=0)

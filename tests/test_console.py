@@ -19,7 +19,7 @@ from lightning.pytorch.strategies import DDPStrategy
 from dbn.data.base import eval_loader
 from dbn.training.console import StageProgress, summary_table
 from dbn.training.distributed import resolve_strategy
-from dbn.training.pipeline import Run
+from dbn.training import build
 from tests.test_train import make_cfg
 
 BANNERS = ("GPU available", "TPU available", "Tip:", "litlogger", "Seed set to")
@@ -91,7 +91,7 @@ def test_each_stage_gets_our_progress_display_whether_or_not_rich_is_installed(t
     """Lightning would pick RichProgressBar when rich is importable; a stage brings its own display instead."""
     monkeypatch.setattr("lightning.pytorch.trainer.connectors.callback_connector._RICH_AVAILABLE", rich_available)
     progress = StageProgress("finetune", {"val_acc": "finetune/val/acc"})
-    trainer = Run(make_cfg(tmp_path)).make_trainer(3, callbacks=[], progress=progress)
+    trainer = build.trainer(make_cfg(tmp_path), "finetune", 3, callbacks=[], progress=progress)
     assert [c for c in trainer.callbacks if isinstance(c, ProgressBar)] == [progress]
 
 
@@ -99,10 +99,10 @@ def test_the_progress_display_follows_enable_progress_bar_and_yields_to_a_config
     from lightning.pytorch.callbacks import TQDMProgressBar
 
     progress = StageProgress("finetune", {})
-    off = Run(make_cfg(tmp_path, "trainer.enable_progress_bar=false")).make_trainer(3, callbacks=[], progress=progress)
+    off = build.trainer(make_cfg(tmp_path, "trainer.enable_progress_bar=false"), "finetune", 3, [], progress=progress)
     assert not any(isinstance(c, ProgressBar) for c in off.callbacks)
     theirs = TQDMProgressBar()
-    other = Run(make_cfg(tmp_path)).make_trainer(3, callbacks=[theirs], progress=progress)
+    other = build.trainer(make_cfg(tmp_path), "finetune", 3, [theirs], progress=progress)
     assert [c for c in other.callbacks if isinstance(c, ProgressBar)] == [theirs]
 
 
@@ -122,7 +122,7 @@ def test_a_bad_collective_timeout_is_a_config_error_before_training(tmp_path):
     from dbn.errors import ConfigError
 
     with pytest.raises(ConfigError, match="trainer.collective_timeout_s must be a positive number of seconds, got -1"):
-        Run(make_cfg(tmp_path, "trainer.collective_timeout_s=-1")).make_trainer(1, callbacks=[])
+        build.trainer(make_cfg(tmp_path, "trainer.collective_timeout_s=-1"), "finetune", 1)
 
 
 class _Ranks:

@@ -38,7 +38,7 @@ def test_evaluate_run_pins_ais_to_exact_log_z(small_run):
 
 
 def test_dbn_eval_cli_reports_a_missing_run_in_one_line(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "dbn.evaluate", f"run_dir={tmp_path / 'nope'}"],
+    proc = subprocess.run([sys.executable, "-m", "dbn.cli.evaluate", f"run_dir={tmp_path / 'nope'}"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "is" in proc.stderr and "a dbn-train run directory" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -48,7 +48,7 @@ def test_dbn_sample_cli_writes_an_image_grid(small_run, tmp_path):
     from PIL import Image
 
     out = tmp_path / "s.png"
-    proc = subprocess.run([sys.executable, "-m", "dbn.sample", f"run_dir={small_run}", "n=16", "steps=50", f"out={out}"],
+    proc = subprocess.run([sys.executable, "-m", "dbn.cli.sample", f"run_dir={small_run}", "n=16", "steps=50", f"out={out}"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert Image.open(out).size == (4 * (8 + 1) + 1,) * 2  # 4x4 grid of 8x8 digits, 1-pixel padding

@@ -31,7 +31,7 @@ def small_run(tmp_path_factory):
 
 
 def _features_cli(*args):
-    return subprocess.run([sys.executable, "-m", "dbn.features", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "dbn.cli.features", *args], capture_output=True, text=True, timeout=300)
 
 
 def test_cli_writes_the_dbns_top_features_and_labels_of_a_split(small_run, tmp_path):
@@ -89,5 +89,5 @@ def test_unlabelled_or_missing_splits():
 
 def test_registered_as_a_console_script():
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["dbn-features"] == "dbn.features:main"
+    assert scripts["dbn-features"] == "dbn.cli.features:main"
     assert (ROOT / "conf" / "features.yaml").exists()

@@ -44,15 +44,15 @@ def test_finetuning_from_another_runs_pretrained_layers(tmp_path, monkeypatch):
     run(make_cfg(tmp_path / "pre", "finetune=none"))
     source = DBN.load(tmp_path / "pre" / "dbn_pretrained.pt")
     seen = {}
-    real_finetune = pipeline.Run.finetune
+    real_finetune = pipeline.finetune
 
-    def spy(self, model, dm):
+    def spy(cfg, model, dm, run_dir):
         seen["weights"] = [rbm.weight.detach().clone() for rbm in model.layers]
         seen["n_batches"] = sum(len(b[0]) for b in dm.train_dataloader())
-        return real_finetune(self, model, dm)
+        return real_finetune(cfg, model, dm, run_dir)
 
-    monkeypatch.setattr(pipeline, "greedy_pretrain", lambda *a, **k: pytest.fail("pretrained again"))
-    monkeypatch.setattr(pipeline.Run, "finetune", spy)
+    monkeypatch.setattr(pipeline, "pretrain_layers", lambda *a, **k: pytest.fail("pretrained again"))
+    monkeypatch.setattr(pipeline, "finetune", spy)
     results = run(make_cfg(tmp_path / "few", f"pretrain.init_from={tmp_path / 'pre'}", "+data.labelled=100"))
     assert results["pretrained_from"] == str(tmp_path / "pre") and results["data"]["n_labelled"] == 100
     assert all(torch.equal(w, rbm.weight) for w, rbm in zip(seen["weights"], source.layers))

@@ -20,7 +20,7 @@ from dbn.data import DataError
 from dbn.eval.report import evaluate_run, format_report
 from dbn.training.pipeline import run
 
-QUICK = ["pretrain.epochs=5", "finetune.epochs=20", "data.batch_size=16",
+QUICK = ["pretrain.epochs=5", "finetune.epochs=20",
          "finetune.batch_size=16", "pretrain.batch_size=16"]
 
 
@@ -95,7 +95,7 @@ def test_cli_breast_cancer_with_gaussian_visible_units_beats_a_weak_bar(tmp_path
     np.save(tmp_path / "y.npy", data.target)
     run_dir = tmp_path / "run"
     proc = subprocess.run(
-        [sys.executable, "-m", "dbn.train", "data=arrays", f"data.features={tmp_path / 'x.npy'}",
+        [sys.executable, "-m", "dbn.cli.train", "data=arrays", f"data.features={tmp_path / 'x.npy'}",
          f"data.labels={tmp_path / 'y.npy'}", "data.scale=standard", "model.visible=gaussian", "model.hidden=[32]",
          "pretrain.epochs=10", "finetune.epochs=30", f"hydra.run.dir={run_dir}"],
         capture_output=True, text=True, cwd=tmp_path, timeout=600, env={**os.environ, "HYDRA_FULL_ERROR": "0"})

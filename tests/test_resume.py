@@ -16,10 +16,10 @@ import torch
 from sklearn.datasets import load_digits
 
 from dbn import DBN, RBM
-from dbn.data.base import PretrainDataModule
+from dbn.data import PretrainDataModule
 from dbn.errors import ConfigError
 from dbn.io import atomic_save
-from dbn.training import pipeline, resume
+from dbn.training import build, pipeline, resume
 from dbn.training.pipeline import run
 from dbn.training.rbm_module import DivergenceError, RBMModule
 from tests.test_train import make_cfg
@@ -36,7 +36,7 @@ def _env() -> dict[str, str]:
 
 
 def _start(run_dir: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "dbn.train", *CLI_ARGS, *extra, f"hydra.run.dir={run_dir}"],
+    return subprocess.Popen([sys.executable, "-m", "dbn.cli.train", *CLI_ARGS, *extra, f"hydra.run.dir={run_dir}"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=run_dir.parent, env=_env())
 
 
@@ -56,7 +56,7 @@ def _signal_during_layer1(proc: subprocess.Popen, run_dir: Path, sig: int) -> tu
 
 
 def _resume(run_dir: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dbn.train", f"resume={run_dir}"], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "dbn.cli.train", f"resume={run_dir}"], capture_output=True, text=True,
                           cwd=run_dir.parent, timeout=300, env=_env())
 
 
@@ -128,7 +128,7 @@ def test_resume_refuses_a_run_directory_of_another_config(tmp_path):
 def test_a_finished_run_is_not_run_again(tmp_path, monkeypatch):
     cfg = make_cfg(tmp_path, "finetune=none", "model.hidden=[8]", "pretrain.epochs=1")
     first = run(cfg)
-    monkeypatch.setattr(pipeline, "greedy_pretrain", lambda *a, **k: pytest.fail("retrained a finished run"))
+    monkeypatch.setattr(pipeline, "pretrain_layers", lambda *a, **k: pytest.fail("retrained a finished run"))
     assert run(cfg) == first
 
 
@@ -138,18 +138,17 @@ def test_resume_between_layers_trains_only_the_missing_layer_and_matches(tmp_pat
             "callbacks.pretrain.likelihood=null")
     reference = run(make_cfg(tmp_path / "ref", *args))
 
-    real = pipeline.greedy_pretrain
+    real = pipeline.pretrain_layers
 
-    def stop_after_layer0(*a, on_layer_end, **k):
-        def end(i, metrics):
-            on_layer_end(i, metrics)
-            raise KeyboardInterrupt("killed")
-        return real(*a, on_layer_end=end, **k)
+    def stop_after_layer0(*a, **k):
+        layers = real(*a, **k)
+        yield next(layers)  # the pipeline saves layer 0 and asks for layer 1: killed
+        raise KeyboardInterrupt("killed")
 
-    monkeypatch.setattr(pipeline, "greedy_pretrain", stop_after_layer0)
+    monkeypatch.setattr(pipeline, "pretrain_layers", stop_after_layer0)
     with pytest.raises(KeyboardInterrupt):
         run(make_cfg(tmp_path / "run", *args))
-    monkeypatch.setattr(pipeline, "greedy_pretrain", real)
+    monkeypatch.setattr(pipeline, "pretrain_layers", real)
     resumed = run(make_cfg(tmp_path / "run", *args))
     assert [{k: v for k, v in r.items() if k != "seconds"} for r in resumed["pretrain"]] == \
            [{k: v for k, v in r.items() if k != "seconds"} for r in reference["pretrain"]]
@@ -296,14 +295,14 @@ def test_tampered_model_and_progress_files_cannot_run_code(tmp_path, monkeypatch
 
 
 def test_a_resumed_stage_logs_to_a_new_csv_version_and_keeps_the_interrupted_one(tmp_path):
-    runner = pipeline.Run(make_cfg(tmp_path, "logger=csv"))
-    assert runner.make_trainer(1, stage="finetune").logger.version == "finetune"
+    cfg = make_cfg(tmp_path, "logger=csv")
+    assert build.trainer(cfg, "finetune", 1).logger.version == "finetune"
     first = tmp_path / "csv" / "finetune" / "metrics.csv"
     first.parent.mkdir(parents=True)
     first.write_text("epoch,finetune/val/acc\n0,0.5\n")  # what the interrupted attempt logged
-    assert runner.make_trainer(1, stage="finetune").logger.version == "finetune-attempt2"
+    assert build.trainer(cfg, "finetune", 1).logger.version == "finetune-attempt2"
     (tmp_path / "csv" / "finetune-attempt2").mkdir()
     (tmp_path / "csv" / "finetune-attempt2" / "metrics.csv").write_text("epoch\n")
-    assert runner.make_trainer(1, stage="finetune").logger.version == "finetune-attempt3"
-    assert runner.make_trainer(1, stage="pretrain_layer0").logger.version == "pretrain_layer0"
+    assert build.trainer(cfg, "finetune", 1).logger.version == "finetune-attempt3"
+    assert build.trainer(cfg, "pretrain_layer0", 1).logger.version == "pretrain_layer0"
     assert first.read_text() == "epoch,finetune/val/acc\n0,0.5\n"

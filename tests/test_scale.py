@@ -39,6 +39,8 @@ def _check_ddp_run(job, single) -> dict:
     # after every stage each rank's parameters were compared bit for bit
     assert [layer["identical_across_ranks"] for layer in results["pretrain"]] == [True, True]
     assert results["finetune"]["identical_across_ranks"] is True
+    # the likelihood monitor ran on every rank alike; rank 0 wrote its numbers
+    assert all("val/log_likelihood" in layer and "log_z" in layer for layer in results["pretrain"])
     # the saved DBN reproduces the number, and two processes learn as well as one (digits default)
     dm = DigitsDataModule(seed=0)
     dm.setup()

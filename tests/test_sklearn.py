@@ -24,7 +24,8 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import MinMaxScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from dbn.sklearn import SCORE_SAMPLES_XFAILS, DBNClassifier, RBMTransformer, expected_failed_checks
+from dbn.sklearn import DBNClassifier, RBMTransformer
+from tests.sklearn_expected import SCORE_SAMPLES_XFAILS, expected_failed_checks
 
 
 def small_estimators():

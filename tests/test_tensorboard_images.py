@@ -13,7 +13,8 @@ from dbn.errors import ConfigError
 from dbn.rbm import RBM
 from dbn.training.callbacks import (RBMTensorBoard, filter_grid, layer_pictures, reconstruction_grid,
                                     square_side)
-from dbn.training.pipeline import Run, run
+from dbn.training import build
+from dbn.training.pipeline import run
 from conftest import random_rbm
 
 BASE = ["pretrain.epochs=2", "finetune=none"]
@@ -86,22 +87,22 @@ def test_runs_without_a_tensorboard_logger(tmp_path, logger):
 
 # --- configuration -----------------------------------------------------------------------------------
 def test_pretrain_callbacks_are_fresh_per_layer_and_can_be_switched_off(tmp_path):
-    runner = Run(make_cfg(tmp_path))
+    cfg = make_cfg(tmp_path)
     pick = lambda cbs: next(c for c in cbs if isinstance(c, RBMTensorBoard))  # noqa: E731
-    first, second = pick(runner.callbacks("pretrain")), pick(runner.callbacks("pretrain"))
+    first, second = pick(build.callbacks(cfg, "pretrain")), pick(build.callbacks(cfg, "pretrain"))
     assert first is not second
     assert first.gibbs_steps == 20 and first.seed == 0
-    switched_off = Run(make_cfg(tmp_path, "callbacks.pretrain.rbm_tensorboard=null")).callbacks("pretrain")
+    switched_off = build.callbacks(make_cfg(tmp_path, "callbacks.pretrain.rbm_tensorboard=null"), "pretrain")
     assert not any(isinstance(c, RBMTensorBoard) for c in switched_off)
-    assert Run(make_cfg(tmp_path, "callbacks=none", base=BASE)).callbacks("pretrain") == []
+    assert build.callbacks(make_cfg(tmp_path, "callbacks=none", base=BASE), "pretrain") == []
     # fine-tuning callbacks that watch validation metrics are left out without validation data
-    assert len(runner.callbacks("finetune")) == 2 and runner.callbacks("finetune", has_val=False) == []
+    assert len(build.callbacks(cfg, "finetune")) == 2 and build.callbacks(cfg, "finetune", has_val=False) == []
 
 
 def test_impossible_callback_settings_name_the_key(tmp_path):
-    runner = Run(make_cfg(tmp_path, "callbacks.pretrain.rbm_tensorboard.gibbs_steps=0"))
+    cfg = make_cfg(tmp_path, "callbacks.pretrain.rbm_tensorboard.gibbs_steps=0")
     with pytest.raises(ConfigError, match="callbacks.pretrain.rbm_tensorboard: gibbs_steps must be >= 1, got 0"):
-        runner.callbacks("pretrain")
+        build.callbacks(cfg, "pretrain")
 
 
 # --- the pictures ------------------------------------------------------------------------------------

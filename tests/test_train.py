@@ -16,7 +16,7 @@ from hydra import compose, initialize_config_module
 from dbn import DBN
 from dbn.data import DataError, DigitsDataModule
 from dbn.errors import ConfigError
-from dbn.training import pipeline
+from dbn.training import build, pipeline
 from dbn.training.pipeline import run
 
 QUICK = ["model.hidden=[32,16]", "pretrain.epochs=2", "finetune.epochs=8", "finetune.optimizer.lr=0.01",
@@ -65,7 +65,7 @@ def test_finetune_none_stops_after_pretraining(tmp_path):
 
 def test_pretrain_none_is_the_random_init_baseline(tmp_path, monkeypatch):
     called = []
-    monkeypatch.setattr(pipeline, "greedy_pretrain", lambda *a, **k: called.append(1))
+    monkeypatch.setattr(pipeline, "pretrain_layers", lambda *a, **k: called.append(1))
     results = run(make_cfg(tmp_path, "pretrain=none"))
     assert not called and results["pretrain"] is None and "test_acc" in results["finetune"]
     assert DBN.load(tmp_path).sizes == [64, 32, 16]
@@ -87,16 +87,16 @@ def test_tensorboard_gets_per_layer_and_finetune_scalars(tmp_path):
 
 
 def test_finished_layers_survive_a_later_failure(tmp_path, monkeypatch):
-    real = pipeline.Run.make_trainer
+    real = build.pretrain_trainer
     calls = []
 
-    def flaky(self, *args, **kwargs):
+    def flaky(*args, **kwargs):
         calls.append(1)
         if len(calls) == 2:
             raise RuntimeError("node lost")
-        return real(self, *args, **kwargs)
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline.Run, "make_trainer", flaky)
+    monkeypatch.setattr(build, "pretrain_trainer", flaky)
     with pytest.raises(RuntimeError, match="node lost"):
         run(make_cfg(tmp_path))
     saved = json.loads((tmp_path / "results.json").read_text())
@@ -120,7 +120,7 @@ def test_finished_layers_survive_a_later_failure(tmp_path, monkeypatch):
     ("data.val_fraction=1.5", DataError, "val_fraction must be in"),
 ])
 def test_impossible_configs_fail_before_training(tmp_path, override, error, msg, monkeypatch):
-    monkeypatch.setattr(pipeline, "greedy_pretrain", lambda *a, **k: pytest.fail("training started"))
+    monkeypatch.setattr(pipeline, "pretrain_layers", lambda *a, **k: pytest.fail("training started"))
     with pytest.raises(error, match=msg):
         run(make_cfg(tmp_path, override))
 
@@ -135,7 +135,7 @@ def _arrays(tmp_path, x, y=None):
 
 
 def test_bad_data_fails_before_training(tmp_path, monkeypatch):
-    monkeypatch.setattr(pipeline, "greedy_pretrain", lambda *a, **k: pytest.fail("training started"))
+    monkeypatch.setattr(pipeline, "pretrain_layers", lambda *a, **k: pytest.fail("training started"))
     rng = np.random.default_rng(0)
     y = np.arange(60) % 3
     with pytest.raises(DataError, match=r"\[0, 1\]"):
@@ -158,13 +158,13 @@ def test_arrays_scaled_with_minmax_train_end_to_end(tmp_path):
     y = rng.integers(0, 2, 200)
     x = rng.normal(size=(200, 8)) * 10 + y[:, None] * 15  # real-valued, far outside [0, 1]
     results = run(make_cfg(tmp_path, *_arrays(tmp_path, x, y), "data.scale=minmax", "model.hidden=[16]",
-                          "data.batch_size=16", "finetune.batch_size=16", "finetune.epochs=30"))
+                          "finetune.batch_size=16", "finetune.epochs=30"))
     assert results["finetune"]["test_acc"] > 0.8
 
 
 def _cli(*args, cwd):
     env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run([sys.executable, "-m", "dbn.train", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+    return subprocess.run([sys.executable, "-m", "dbn.cli.train", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
 
 
 def test_cli_config_error_is_one_line_and_nonzero(tmp_path):

@@ -1,9 +1,11 @@
 """Lightning DataModules holding whole data sets as tensors."""
 
 from dbn.data.arrays import ArraysDataModule
-from dbn.data.base import DataError, PretrainDataModule, TensorDataModule, batch_loader
+from dbn.data.base import TensorDataModule, batch_loader
 from dbn.data.digits import DigitsDataModule
 from dbn.data.idx import IdxDataModule, read_idx
+from dbn.data.pretrain import PretrainDataModule
+from dbn.errors import DataError  # re-exported: `from dbn.data import DataError`
 
 __all__ = [
     "ArraysDataModule",

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dbn.data.base import DataError, TensorDataModule, as_features, as_labels
+from dbn.data.base import TensorDataModule, as_features, as_labels
+from dbn.errors import DataError
 from dbn.units import Softmax
 
 

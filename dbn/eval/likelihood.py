@@ -33,15 +33,25 @@ def average_log_likelihood(rbm: RBM, data: Tensor, log_z: float) -> float:
 
 
 @torch.no_grad()
-def pseudo_log_likelihood(rbm: RBM, data: Tensor, generator: torch.Generator | None = None) -> Tensor:
+def pseudo_log_likelihood(rbm: RBM, data: Tensor, generator: torch.Generator | None = None,
+                          flip: Tensor | None = None) -> Tensor:
     """Stochastic pseudo-log-likelihood per sample, as scikit-learn defines it.
 
     For each sample one visible unit i is drawn at random and flipped (v -> ṽ):
     PL(v) ≈ n_visible · log sigmoid(F(ṽ) - F(v)), an unbiased estimate of Σ_i log p(v_i | v_-i)
     for binary visible units.
+
+    Args:
+        rbm: the model.
+        data: (n, n_visible) samples.
+        generator: draws the flipped units.
+        flip: (n,) the unit flipped in each row, instead of drawing them.
+
+    Returns:
+        (n,) float64 on the CPU.
     """
     data = torch.as_tensor(data).flatten(1).to(torch.float64)
-    idx = torch.randint(0, data.shape[1], (len(data),), generator=generator)
+    idx = torch.randint(0, data.shape[1], (len(data),), generator=generator) if flip is None else flip.cpu()
     flipped = data.clone()
     rows = torch.arange(len(data))
     flipped[rows, idx] = 1.0 - flipped[rows, idx]

@@ -7,29 +7,16 @@ import time
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
-from dbn.dbn import DBN
 from dbn.eval.bound import dbn_lower_bound
 from dbn.eval.likelihood import average_log_likelihood, pseudo_log_likelihood
 from dbn.eval.partition import MAX_ENUMERATED_UNITS, ais_log_partition, exact_log_partition
 from dbn.rbm import RBM
+from dbn.rundir import RunDir
 
-CONFIG_FILE = "config.yaml"
-
-
-def load_run_data(run_dir: Path):
+def load_run_data(run_dir: str | Path):
     """The run's data module, rebuilt from its saved config (same split, same binarisation)."""
-    from hydra.utils import instantiate
-
-    path = run_dir / CONFIG_FILE
-    if not path.exists():
-        path = run_dir / ".hydra" / "config.yaml"  # Hydra's own copy, for runs that predate config.yaml
-    if not path.exists():
-        raise FileNotFoundError(f"{run_dir / CONFIG_FILE} not found; is {run_dir} a dbn-train run directory?")
-    dm = instantiate(OmegaConf.load(path).data)
-    dm.setup()
-    return dm
+    return RunDir(run_dir).load_data()
 
 
 def is_binary(rbm: RBM) -> bool:
@@ -92,14 +79,13 @@ def evaluate_run(run_dir: str | Path, n_chains: int = 100, n_betas: int = 14500,
     For a two-layer DBN, also the variational lower bound on the test log-probability
     (``bound_samples`` draws from Q(h|v) per test vector, top-layer log Z by AIS).
     """
-    run_dir = Path(run_dir)
-    dm = load_run_data(run_dir)
-    pretrained = run_dir / "dbn_pretrained.pt"
-    stack = DBN.load(pretrained if pretrained.exists() else run_dir, map_location=device)
+    run = RunDir(run_dir)
+    dm = run.load_data()
+    stack = run.load_model(pretrained=True, map_location=device)
     test_x, test_mask = (dm.test_x, dm.test_mask) if dm.test_x is not None else (dm.val_x, dm.val_mask)
     missing = any(m is not None for m in (dm.train_mask, dm.val_mask, dm.test_mask))
     report = rbm_report(stack.layers[0], dm.train_x, test_x, n_chains, n_betas, seed, test_mask, missing)
-    result = {"run_dir": str(run_dir), "layer0": report}
+    result = {"run_dir": str(run.path), "layer0": report}
     if len(stack.layers) == 2 and all(is_binary(r) for r in stack.layers) and not missing:
         top = stack.layers[1]
         h_train = stack.up(dm.train_x.to(device), n_layers=1)
@@ -109,10 +95,10 @@ def evaluate_run(run_dir: str | Path, n_chains: int = 100, n_betas: int = 14500,
         result["dbn_bound"] = {"test_bound": float(bound.mean()), "log_z_top": ais.log_z,
                                "log_z_top_low": ais.log_z_low, "log_z_top_high": ais.log_z_high,
                                "samples_per_vector": bound_samples}
-    final = DBN.load(run_dir, map_location=device)
+    final = run.load_model(map_location=device)
     if final.head is not None and dm.test_y is not None:
         result["test_acc"] = float((final.predict(dm.test_x.to(device)).cpu() == dm.test_y).float().mean())
-    (run_dir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+    run.eval_report.write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 

@@ -140,7 +140,7 @@ class RBMTensorBoard(L.Callback):
             param = getattr(rbm, name)
             if param is not None:  # log_variance: only Gaussian visible units with learned variances
                 writer.add_histogram(f"{prefix}/{name}", param.detach().float().cpu(), global_step=step)
-        if self.image_layers is not None and getattr(pl_module, "layer_index", None) not in self.image_layers:
+        if self.image_layers is not None and pl_module.layer_index not in self.image_layers:
             return
         generator = torch.Generator(device=rbm.weight.device).manual_seed(self.seed)
         pictures = layer_pictures(rbm, monitor_images(trainer), self.n_filters, self.n_images, self.gibbs_steps,

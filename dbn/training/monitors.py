@@ -18,6 +18,7 @@ import torch
 
 from dbn.eval.likelihood import average_log_likelihood, pseudo_log_likelihood
 from dbn.eval.partition import ais_log_partition
+from dbn.training.distributed import log_synced
 
 
 class LikelihoodMonitor(L.Callback):
@@ -39,17 +40,15 @@ class LikelihoodMonitor(L.Callback):
         self.pseudo_ll, self.seed = bool(pseudo_ll), int(seed)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        last = trainer.current_epoch + 1 == trainer.max_epochs
-        if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0 and not last:
+        epochs_done = trainer.current_epoch + 1
+        if epochs_done == trainer.max_epochs or (self.every_n_epochs and epochs_done % self.every_n_epochs == 0):
             self._evaluate(trainer, pl_module)
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._evaluate(trainer, pl_module)
 
     @torch.no_grad()
     def _evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Every rank computes the same numbers (the same layer, the whole monitor sets, seeded AIS) and logs them."""
         rbm, prefix, data = pl_module.rbm, pl_module.prefix, trainer.datamodule
-        if not trainer.is_global_zero or rbm.visible.name != "bernoulli" or rbm.hidden.name != "bernoulli":
+        if rbm.visible.name != "bernoulli" or rbm.hidden.name != "bernoulli":
             return
         if getattr(data, "train_mask", None) is not None:
             return  # missing values: the zero-filled rows are not samples of the model's full visible layer
@@ -61,7 +60,5 @@ class LikelihoodMonitor(L.Callback):
             if self.pseudo_ll:
                 g = torch.Generator().manual_seed(self.seed)
                 metrics[f"{prefix}/val/pseudo_log_likelihood"] = float(pseudo_log_likelihood(rbm, data.monitor_val, g).mean())
-        for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=trainer.global_step)
-        # callback_metrics is what greedy_pretrain reads into results.json
-        trainer.callback_metrics.update({k: torch.tensor(v) for k, v in metrics.items()})
+        for name, value in metrics.items():
+            log_synced(pl_module, name, torch.tensor(value, dtype=torch.float32))

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import lightning as L
 import torch
 from torch import Tensor
 
-from dbn.data.base import PretrainDataModule, observed_mean
+from dbn.data.base import observed_mean
+from dbn.data.pretrain import PretrainDataModule
 from dbn.dbn import DBN
 from dbn.rbm import RBM
 from dbn.training import resume
@@ -23,7 +24,8 @@ from dbn.training.distributed import identical_across_ranks, naming_stage
 from dbn.training.rbm_module import RBMModule, check_schedule
 
 #: keys a layer schedule may set: RBMModule's arguments plus the batch size
-SCHEDULE_KEYS = tuple(p for p in inspect.signature(RBMModule).parameters if p not in ("rbm", "log_prefix")) + ("batch_size",)
+SCHEDULE_KEYS = tuple(p for p in inspect.signature(RBMModule).parameters
+                      if p not in ("rbm", "log_prefix", "layer_index")) + ("batch_size",)
 
 
 def layer_schedules(shared: Mapping, per_layer: Mapping | None, n_layers: int) -> list[dict]:
@@ -65,84 +67,101 @@ def hidden_probabilities(rbm: RBM, x: Tensor, batch_size: int = 4096) -> Tensor:
     return torch.cat([rbm.hidden_mean(chunk) for chunk in x.split(batch_size)])
 
 
-def greedy_pretrain(
+def pretrain_layers(
     dbn: DBN,
     train_x: Tensor,
     val_x: Tensor | None,
     schedules: list[dict],
-    make_trainer: Callable[[int], L.Trainer],
+    make_trainer: Callable[[int, dict], L.Trainer],
     monitor_size: int = 2000,
     init_visible_bias: bool = True,
-    on_layer_end: Callable[[int, dict], None] | None = None,
     start_layer: int = 0,
-    checkpoint: Callable[[int], Path] | None = None,
+    checkpoints: list[Path | None] | None = None,
     train_mask: Tensor | None = None,
     val_mask: Tensor | None = None,
-) -> list[dict]:
-    """Train ``dbn.layers`` bottom-up; returns each layer's final logged metrics and wall time.
+) -> Iterator[dict]:
+    """Train ``dbn.layers`` bottom-up, yielding each layer's final metrics and wall time as soon as it is trained.
 
-    Each layer's data is computed once, as the previous layer's hidden
-    probabilities on the trainer's device, and kept there for the next fit.
+    Each layer's data is computed once, as the previous layer's hidden probabilities on
+    the trainer's device, and kept there for the next fit. Between two yields the caller
+    can save what is finished (a generator: nothing runs until it is iterated).
 
     Args:
         dbn: the stack to pretrain (in place).
         train_x, val_x: data of the first layer; ``val_x`` may be None.
         schedules: one dict of RBMModule arguments (plus ``batch_size``) per layer.
-        make_trainer: ``make_trainer(epochs) -> Trainer`` for one layer.
+        make_trainer: ``make_trainer(i, schedule) -> Trainer`` for layer i's fit.
         monitor_size: size of the training subset and held-out set whose free energies are compared.
         init_visible_bias: start each layer's visible biases at the data's mean (Hinton 2010, 8.1).
-        on_layer_end: called with (layer index, metrics) after each layer, e.g. to save progress.
         start_layer: layers below it are already trained (a resumed run): they only compute the data.
-        checkpoint: ``checkpoint(i)`` is layer i's rolling checkpoint file, written every epoch and on
-            SIGTERM, and resumed from when it exists (see :mod:`dbn.training.resume`).
+        checkpoints: layer i's rolling checkpoint file (or None), written every epoch and on SIGTERM,
+            and resumed from when it exists (see :mod:`dbn.training.resume`).
         train_mask, val_mask: observed entries (1) of the first layer's data when values are missing
             (the data zero-filled there); the first RBM trains on the observed entries only.
 
-    Returns:
-        The metrics of the layers trained by this call.
+    Yields:
+        ``{"layer", "n_visible", "n_hidden", "epochs", "seconds", <the layer's logged metrics>}`` per trained layer.
     """
     if len(schedules) != len(dbn.layers):
         raise ValueError(f"got {len(schedules)} schedules for {len(dbn.layers)} layers")
     if not 0 <= start_layer <= len(dbn.layers):
         raise ValueError(f"start_layer must be in 0..{len(dbn.layers)}, got {start_layer}")
-    results = []
+    checkpoints = checkpoints or [None] * len(dbn.layers)
     for i, (rbm, schedule) in enumerate(zip(dbn.layers, schedules)):
         if i < start_layer:  # trained before: only its output is needed
             train_x = hidden_probabilities(rbm, train_x)
             val_x = None if val_x is None else hidden_probabilities(rbm, val_x)
             continue
+        first = i == 0  # missing values belong to the data layer only
         schedule = dict(schedule)
         batch_size = int(schedule.pop("batch_size", 64))
-        prefix = f"pretrain/layer{i}"
-        first = i == 0  # missing values belong to the data layer only
         if init_visible_bias:
             rbm.init_visible_bias(observed_mean(train_x, train_mask if first else None))
-        module = RBMModule(rbm, log_prefix=prefix, **schedule)
-        module.layer_index = i
+        module = RBMModule(rbm, layer_index=i, **schedule)
         data = PretrainDataModule(train_x, val_x, batch_size=batch_size, monitor_size=monitor_size,
                                   train_mask=train_mask if first else None, val_mask=val_mask if first else None)
-        trainer = make_trainer(int(schedule.get("epochs", 10)))
-        fit_args = resume.attach(trainer, checkpoint(i)) if checkpoint is not None else {}
-        start = time.perf_counter()
-        with naming_stage(prefix):
-            trainer.fit(module, datamodule=data, **fit_args)
-        seconds = time.perf_counter() - start
-        metrics = {
-            name.removeprefix(prefix + "/"): float(value)
-            for name, value in trainer.callback_metrics.items()
-            if name.startswith(prefix) and not name.endswith(("_step", "_epoch"))
-        }
+        trainer = make_trainer(i, {**schedule, "batch_size": batch_size})
+        result = fit_layer(module, data, trainer, checkpoints[i])
         device = trainer.strategy.root_device
         train_x = hidden_probabilities(rbm, data.train_x.to(device))
         val_x = None if val_x is None else hidden_probabilities(rbm, val_x.to(device))
-        result = {"layer": i, "n_visible": rbm.n_visible, "n_hidden": rbm.n_hidden, "epochs": trainer.current_epoch,
-                  "seconds": round(seconds, 2), **metrics}
-        if fit_args:
-            result["resumed_from"] = Path(fit_args["ckpt_path"]).name
-        if trainer.world_size > 1:
-            with naming_stage(prefix):
-                result["identical_across_ranks"] = identical_across_ranks(rbm, trainer)
-        results.append(result)
-        if on_layer_end is not None:
-            on_layer_end(i, result)
-    return results
+        yield result
+
+
+def fit_layer(module: RBMModule, data: PretrainDataModule, trainer: L.Trainer, checkpoint: Path | None = None) -> dict:
+    """One layer's fit (resumed from ``checkpoint`` when it exists); returns its final metrics and wall time."""
+    fit_args = resume.attach(trainer, checkpoint) if checkpoint is not None else {}
+    rbm, prefix = module.rbm, module.prefix
+    start = time.perf_counter()
+    with naming_stage(prefix):
+        trainer.fit(module, datamodule=data, **fit_args)
+    seconds = time.perf_counter() - start
+    metrics = {
+        name.removeprefix(prefix + "/"): float(value)
+        for name, value in trainer.callback_metrics.items()
+        if name.startswith(prefix + "/") and not name.endswith(("_step", "_epoch"))
+    }
+    result = {"layer": module.layer_index, "n_visible": rbm.n_visible, "n_hidden": rbm.n_hidden,
+              "epochs": trainer.current_epoch, "seconds": round(seconds, 2), **metrics}
+    if fit_args:
+        result["resumed_from"] = Path(fit_args["ckpt_path"]).name
+    if trainer.world_size > 1:
+        with naming_stage(prefix):
+            result["identical_across_ranks"] = identical_across_ranks(rbm, trainer)
+    return result
+
+
+def greedy_pretrain(dbn: DBN, train_x: Tensor, val_x: Tensor | None, schedules: list[dict],
+                    make_trainer: Callable[[int, dict], L.Trainer], **kwargs) -> list[dict]:
+    """Train ``dbn.layers`` bottom-up and return every layer's final metrics: :func:`pretrain_layers` run to the end.
+
+    Example::
+
+        schedules = layer_schedules({"epochs": 10, "lr": 0.05, "batch_size": 64}, None, len(dbn.layers))
+        results = greedy_pretrain(dbn, x_train, x_val, schedules,
+                                  lambda i, schedule: L.Trainer(max_epochs=schedule["epochs"], logger=False))
+
+    References:
+        Hinton, Osindero & Teh (2006), "A fast learning algorithm for deep belief nets".
+    """
+    return list(pretrain_layers(dbn, train_x, val_x, schedules, make_trainer, **kwargs))

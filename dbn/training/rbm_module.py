@@ -7,14 +7,11 @@ import torch
 from torch import Tensor
 from torchmetrics import MeanMetric
 
+from dbn.errors import DivergenceError
 from dbn.rbm import RBM
 from dbn.sampling import contrastive_divergence, cd_loss, sparsity_penalty
 from dbn.training.distributed import all_ranks_sum, log_synced
 from dbn.training.schedules import LR_SCHEDULES, lr_factor, momentum_at
-
-
-class DivergenceError(RuntimeError):
-    """Training produced NaN or infinite values; the message names the layer, the epoch and what to change."""
 
 
 class RBMModule(L.LightningModule):
@@ -41,7 +38,8 @@ class RBMModule(L.LightningModule):
         lr_schedule, lr_final: learning-rate schedule over ``epochs`` (``lr_final`` is a multiplier).
         epochs: number of epochs the schedules span.
         sample_visible: use a sampled rather than mean final visible state in CD.
-        log_prefix: prefix of every logged name, e.g. ``pretrain/layer0``.
+        log_prefix: prefix of every logged name; by default ``pretrain/layer{layer_index}``, else ``rbm``.
+        layer_index: which layer of a stack this RBM is (0 = the data layer), or None for a lone RBM.
 
     References:
         Hinton (2002) CD; Tieleman (2008) PCD; Hinton (2010) practical guide.
@@ -64,7 +62,8 @@ class RBMModule(L.LightningModule):
         lr_final: float = 0.1,
         epochs: int = 10,
         sample_visible: bool = False,
-        log_prefix: str = "rbm",
+        log_prefix: str | None = None,
+        layer_index: int | None = None,
     ) -> None:
         super().__init__()
         check_schedule(k=k, n_chains=n_chains, lr=lr, momentum=momentum, final_momentum=final_momentum,
@@ -72,8 +71,8 @@ class RBMModule(L.LightningModule):
                        lr_schedule=lr_schedule, lr_final=lr_final, epochs=epochs)
         self.save_hyperparameters(ignore=["rbm"])
         self.rbm = rbm
-        self.prefix = log_prefix
-        self.layer_index: int | None = None  # set by greedy_pretrain: which layer of the stack this is
+        self.layer_index = layer_index
+        self.prefix = log_prefix or ("rbm" if layer_index is None else f"pretrain/layer{layer_index}")
         self._sums: Tensor | None = None  # on-device sums of this epoch's monitors, see _accumulate
         self.register_buffer("chains", torch.zeros(n_chains if persistent else 0, rbm.n_visible))
         self.register_buffer("chains_ready", torch.tensor(False))

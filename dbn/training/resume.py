@@ -32,6 +32,7 @@ from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from dbn.io import atomic_save
+from dbn.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ class Progress:
     """
 
     def __init__(self, run_dir: str | Path) -> None:
-        self.path = Path(run_dir) / "resume" / "progress.pt"
+        self.path = RunDir(run_dir).progress
 
     def load(self) -> dict[str, Any]:
         if not self.path.exists():

@@ -10,6 +10,8 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
+from dbn.rundir import RunDir
+
 
 def save_grid(x: torch.Tensor, path: str | Path, nrow: int | None = None) -> Path:
     """Write rows of square images (n, s*s) with values in [0, 1] as one PNG grid."""
@@ -26,18 +28,15 @@ def save_grid(x: torch.Tensor, path: str | Path, nrow: int | None = None) -> Pat
 
 @hydra.main(version_base="1.3", config_path="pkg://dbn.conf", config_name="sample")
 def main(cfg: DictConfig) -> None:
-    from dbn.dbn import DBN
-
     try:
-        run_dir = Path(cfg.run_dir)
-        pretrained = run_dir / "dbn_pretrained.pt"
-        model = DBN.load(pretrained if pretrained.exists() else run_dir)
+        run_dir = RunDir(cfg.run_dir)
+        model = run_dir.load_model(pretrained=True)
         g = torch.Generator().manual_seed(int(cfg.seed))
         if cfg.layer is None:  # the DBN: Gibbs in the top RBM, then one top-down pass
             x = model.generate(int(cfg.n), steps=int(cfg.steps), generator=g)
         else:
             x = model.layers[int(cfg.layer)].sample(int(cfg.n), steps=int(cfg.steps), generator=g)
-        out = save_grid(x, cfg.out if cfg.out else run_dir / "samples.png")
+        out = save_grid(x, cfg.out if cfg.out else run_dir.samples)
     except (FileNotFoundError, ValueError, IndexError) as e:
         print(f"dbn-sample: error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -9,9 +9,8 @@ import warnings
 import hydra
 from omegaconf import DictConfig
 
-from dbn.data.base import DataError
-from dbn.errors import CollectiveError, ConfigError
-from dbn.training.rbm_module import DivergenceError
+from dbn.errors import CollectiveError, ConfigError, DataError, DivergenceError
+from dbn.rundir import RunDir
 
 log = logging.getLogger("dbn")
 # Lightning 2.6 on torch >= 2.10 warns once per fit about a torch-internal deprecation users cannot act on
@@ -33,6 +32,7 @@ def main(cfg: DictConfig) -> float | None:
 
     quiet_lightning()
     rank = rank_zero_only.rank
+    run_dir = RunDir(cfg.run_dir)
     # every rank reports its own error (another rank's may be the cause); the rest is said once, by rank 0
     tag = f"dbn-train[rank {rank}]" if rank else "dbn-train"
     try:
@@ -41,15 +41,15 @@ def main(cfg: DictConfig) -> float | None:
         print(f"{tag}: error: {e}", file=sys.stderr)
         sys.exit(2)
     except DivergenceError as e:
-        print(f"{tag}: training diverged: {e} (finished layers are in {cfg.run_dir}/dbn_pretrained.pt, "
-              f"the last good epoch in {cfg.run_dir}/resume)", file=sys.stderr)
+        print(f"{tag}: training diverged: {e} (finished layers are in {run_dir.pretrained}, "
+              f"the last good epoch in {run_dir.resume_dir})", file=sys.stderr)
         sys.exit(3)
     except CollectiveError as e:
         print(f"{tag}: error: {e}; continue with: dbn-train resume={cfg.run_dir}", file=sys.stderr)
         sys.exit(4)
     except SIGTERMException:
         if rank == 0:
-            print(f"dbn-train: stopped by SIGTERM; the current epoch is checkpointed in {cfg.run_dir}/resume; "
+            print(f"dbn-train: stopped by SIGTERM; the current epoch is checkpointed in {run_dir.resume_dir}; "
                   f"continue with: dbn-train resume={cfg.run_dir}", file=sys.stderr)
         sys.exit(143)  # 128 + SIGTERM, what a scheduler expects from a terminated job
     if rank == 0:

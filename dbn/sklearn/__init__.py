@@ -1,0 +1,20 @@
+"""scikit-learn estimators on dbn's torch code: ``RBMTransformer`` and ``DBNClassifier``.
+
+``RBMTransformer`` is a drop-in for ``sklearn.neural_network.BernoulliRBM``: the same
+parameters, attributes and algorithm (persistent CD-1 with plain SGD on the mean
+gradient), computed by :class:`dbn.rbm.RBM` on a selectable torch device.
+``DBNClassifier`` pretrains a DBN greedily with Lightning and fine-tunes it with a
+softmax head by backprop, as ``dbn-train`` does, behind ``fit``/``predict``.
+
+Both reject values outside [0, 1]: Bernoulli visible units model probabilities
+(BernoulliRBM does not check). Scale first, e.g. with ``MinMaxScaler(clip=True)``.
+
+References:
+    Tieleman (2008), "Training RBMs using approximations to the likelihood gradient" (PCD);
+    Hinton, Osindero & Teh (2006), "A fast learning algorithm for deep belief nets".
+"""
+
+from dbn.sklearn.classifier import DBNClassifier
+from dbn.sklearn.rbm import RBMTransformer
+
+__all__ = ["DBNClassifier", "RBMTransformer"]

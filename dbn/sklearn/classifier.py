@@ -1,0 +1,191 @@
+"""``DBNClassifier``: greedy CD pretraining and fine-tuning with a softmax head, as ``dbn-train`` does, behind ``fit``/``predict``.
+
+References:
+    Hinton, Osindero & Teh (2006), "A fast learning algorithm for deep belief nets".
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from functools import partial
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+from torch import Tensor
+
+from dbn.dbn import DBN
+from dbn.sklearn._common import FLOATS, check_unit_interval, map_rows, quiet_lightning, tensor, torch_device, torch_seed
+
+
+class DBNClassifier(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
+    """A DBN pretrained greedily (CD-k per layer) and fine-tuned with a softmax head by backprop.
+
+    Each layer is one ``Trainer.fit`` of :class:`~dbn.training.RBMModule` (SGD, momentum
+    ``pretrain_momentum`` then ``pretrain_final_momentum`` from epoch 5, L2 on the weights);
+    fine-tuning is :class:`~dbn.training.FineTuneModule` with Adam, dropout and cross-entropy.
+    With ``pretrain=False`` the same net starts from a Glorot initialisation (the baseline).
+
+    Args:
+        hidden_layer_sizes: hidden layer sizes, bottom to top.
+        pretrain: pretrain the stack before fine-tuning.
+        pretrain_epochs, pretrain_lr, pretrain_k, pretrain_batch_size: CD-k schedule shared by all layers.
+        pretrain_momentum, pretrain_final_momentum, pretrain_weight_decay: SGD momentum schedule and L2 cost.
+        finetune_epochs, finetune_lr, finetune_batch_size: Adam fine-tuning.
+        dropout: dropout on every hidden layer's output while fine-tuning.
+        device: Lightning accelerator and device: ``"cpu"``, ``"gpu"``/``"cuda"``, ``"cuda:N"``, ``"mps"``, ``"auto"``.
+        random_state: seeds the weights, the minibatch order and the Gibbs chains.
+        verbose: show Lightning's progress bars and messages.
+
+    Attributes:
+        dbn_: the fine-tuned :class:`~dbn.DBN` with its head (on the CPU).
+        classes_: the class labels, in the order of ``predict_proba``'s columns.
+        pretrain_metrics_: per-layer final metrics of pretraining (None without it).
+        n_features_in_: number of features seen in ``fit``.
+
+    References:
+        Hinton, Osindero & Teh (2006); Hinton & Salakhutdinov (2006).
+    """
+
+    _parameter_constraints: dict = {
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "pretrain": ["boolean"],
+        "pretrain_epochs": [Interval(Integral, 1, None, closed="left")],
+        "pretrain_lr": [Interval(Real, 0, None, closed="neither")],
+        "pretrain_k": [Interval(Integral, 1, None, closed="left")],
+        "pretrain_batch_size": [Interval(Integral, 1, None, closed="left")],
+        "pretrain_momentum": [Interval(Real, 0, 1, closed="left")],
+        "pretrain_final_momentum": [Interval(Real, 0, 1, closed="left")],
+        "pretrain_weight_decay": [Interval(Real, 0, None, closed="left")],
+        "finetune_epochs": [Interval(Integral, 1, None, closed="left")],
+        "finetune_lr": [Interval(Real, 0, None, closed="neither")],
+        "finetune_batch_size": [Interval(Integral, 1, None, closed="left")],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "device": [str],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(self, hidden_layer_sizes=(256, 256), *, pretrain=True, pretrain_epochs=10, pretrain_lr=0.05,
+                 pretrain_k=1, pretrain_batch_size=32, pretrain_momentum=0.5, pretrain_final_momentum=0.9,
+                 pretrain_weight_decay=2e-4, finetune_epochs=30, finetune_lr=1e-3, finetune_batch_size=32,
+                 dropout=0.2, device="cpu", random_state=None, verbose=0):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.pretrain = pretrain
+        self.pretrain_epochs = pretrain_epochs
+        self.pretrain_lr = pretrain_lr
+        self.pretrain_k = pretrain_k
+        self.pretrain_batch_size = pretrain_batch_size
+        self.pretrain_momentum = pretrain_momentum
+        self.pretrain_final_momentum = pretrain_final_momentum
+        self.pretrain_weight_decay = pretrain_weight_decay
+        self.finetune_epochs = finetune_epochs
+        self.finetune_lr = finetune_lr
+        self.finetune_batch_size = finetune_batch_size
+        self.dropout = dropout
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Pretrain (unless ``pretrain=False``) and fine-tune on X in [0, 1], (n_samples, n_features), labels y."""
+        X, y = validate_data(self, X, y, dtype=FLOATS)
+        check_classification_targets(y)
+        check_unit_interval(X)
+        self.classes_, codes = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes in y, "
+                             f"got 1 class: {self.classes_[0]!r}")
+        sizes = self._sizes(X.shape[1])
+        seed = torch_seed(check_random_state(self.random_state))
+        x, codes = tensor(X).to(torch.float32), torch.as_tensor(codes.reshape(-1), dtype=torch.int64)
+        forked = [] if torch_device(self.device).type == "cpu" else None
+        # the global torch RNG drives Lightning's shuffling and the CD chains: seed it, then put it back
+        with quiet_lightning(self.verbose), torch.random.fork_rng(devices=forked):
+            torch.manual_seed(seed)
+            generator = torch.Generator().manual_seed(seed)
+            model = DBN(sizes, generator=generator)
+            self.pretrain_metrics_ = self._pretrain(model, x) if self.pretrain else None
+            if not self.pretrain:
+                model.reset_for_backprop(generator)
+            model.add_head(len(self.classes_), generator=generator)
+            self._finetune(model, x, codes)
+        self.dbn_ = model.cpu().eval()
+        self._n_features_out = sizes[-1]
+        return self
+
+    def _sizes(self, n_features: int) -> list[int]:
+        hidden = self.hidden_layer_sizes
+        hidden = [hidden] if isinstance(hidden, Integral) else list(hidden)
+        if not hidden or any(not isinstance(h, Integral) or h < 1 for h in hidden):
+            raise ValueError(f"hidden_layer_sizes must be one or more integers >= 1, got {self.hidden_layer_sizes!r}")
+        return [n_features, *(int(h) for h in hidden)]
+
+    def _trainer(self, epochs: int):
+        import lightning as L
+
+        device = torch_device(self.device) if self.device != "auto" else None
+        if device is None:
+            accelerator, devices = "auto", 1
+        elif device.type == "cuda":
+            accelerator, devices = "gpu", [device.index or 0]
+        else:
+            accelerator, devices = device.type, 1
+        return L.Trainer(max_epochs=int(epochs), accelerator=accelerator, devices=devices, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=bool(self.verbose), enable_model_summary=False,
+                         limit_val_batches=0, num_sanity_val_steps=0)
+
+    def _pretrain(self, model: DBN, x: Tensor) -> list[dict]:
+        from dbn.training.pretrain import greedy_pretrain, layer_schedules
+
+        shared = {"epochs": self.pretrain_epochs, "lr": self.pretrain_lr, "k": self.pretrain_k,
+                  "batch_size": self.pretrain_batch_size, "momentum": self.pretrain_momentum,
+                  "final_momentum": self.pretrain_final_momentum, "weight_decay": self.pretrain_weight_decay}
+        schedules = layer_schedules(shared, None, len(model.layers))
+        return greedy_pretrain(model, x, None, schedules, lambda i, schedule: self._trainer(schedule["epochs"]))
+
+    def _finetune(self, model: DBN, x: Tensor, codes: Tensor) -> None:
+        from dbn.data.base import batch_loader
+        from dbn.training.finetune import FineTuneModule
+
+        module = FineTuneModule(model, optimizer=partial(torch.optim.Adam, lr=self.finetune_lr, fused=True), dropout=self.dropout)
+        loader = batch_loader(x, codes, batch_size=self.finetune_batch_size, shuffle=True)
+        self._trainer(self.finetune_epochs).fit(module, train_dataloaders=loader)
+
+    # --- inference ------------------------------------------------------------------------------------
+    def _apply(self, X, fn: Callable[[DBN, Tensor], Tensor]) -> np.ndarray:
+        """``fn(model, x)`` on validated X, on ``device``, returned in X's float dtype."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=FLOATS)
+        check_unit_interval(X)
+        device = torch_device(self.device)
+        model = self.dbn_ if device.type == "cpu" else copy.deepcopy(self.dbn_).to(device)
+        return map_rows(X, partial(fn, model), torch.float32, device).astype(X.dtype, copy=False)
+
+    def predict_proba(self, X):
+        """Class probabilities, (n_samples, n_classes), columns in the order of ``classes_``."""
+        return self._apply(X, DBN.predict_proba)
+
+    def predict(self, X):
+        """The most probable class of each row, as labels from ``classes_``."""
+        proba = self.predict_proba(X)  # first, so an unfitted model raises NotFittedError
+        return self.classes_[proba.argmax(1)]
+
+    def transform(self, X):
+        """Top-layer features E[h_L | X] of the fine-tuned stack, (n_samples, hidden_layer_sizes[-1])."""
+        return self._apply(X, DBN.transform)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+
+# --- scikit-learn's estimator checks ------------------------------------------------------------------

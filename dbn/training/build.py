@@ -1,0 +1,241 @@
+"""Config to objects for ``dbn-train``: every key is read and checked here, with its one default in ``conf/``.
+
+Each function turns one part of the composed Hydra config into the object a stage needs
+(the model, a layer's schedule, a Trainer with its logger, callbacks and progress display,
+the fine-tuning module) and raises :class:`~dbn.errors.ConfigError` naming the key and the
+fix. :func:`check_config` runs every check before any data is loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import lightning as L
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
+from omegaconf import DictConfig, OmegaConf
+
+from dbn.data.augment import check_augment, image_side
+from dbn.data.base import TensorDataModule
+from dbn.dbn import DBN
+from dbn.errors import ConfigError, DataError
+from dbn.rundir import RunDir
+from dbn.training.console import StageProgress
+from dbn.training.distributed import resolve_strategy
+from dbn.training.finetune import FineTuneModule
+from dbn.training.pretrain import layer_schedules
+
+log = logging.getLogger(__name__)
+
+#: pretrain keys that are not part of a layer's schedule
+PRETRAIN_EXTRA = ("enabled", "layers", "init_visible_bias", "monitor_size", "init_from")
+#: fine-tuning settings that must be numbers in [0, 1)
+FINETUNE_FRACTIONS = ("dropout", "input_dropout", "label_smoothing")
+
+
+def enabled(section) -> bool:
+    """A stage runs unless its config group is ``none`` (``enabled: false``) or null."""
+    return section is not None and bool(section.enabled)
+
+
+def instantiate_checked(node, what: str, **kwargs):
+    """Hydra's instantiate, with the constructor's own message surfaced as a ConfigError naming ``what``."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__
+        if isinstance(cause, (DataError, ConfigError)):
+            raise cause from None
+        if isinstance(cause, (ValueError, TypeError)):
+            raise ConfigError(f"{what}: {cause}") from None
+        raise
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Reject what cannot run before any data is loaded: sizes, unit types, schedules, fine-tuning, trainer."""
+    for key in ("seed", "run_dir"):
+        if cfg.get(key) is None:
+            raise ConfigError(f"config key {key!r} is missing")
+    model(cfg, n_features=1)
+    if enabled(cfg.get("pretrain")):
+        schedules(cfg, len(cfg.model.hidden))
+    if enabled(cfg.get("finetune")):
+        ft = cfg.finetune
+        for key in ("epochs", "batch_size"):
+            if int(ft[key]) < 1:
+                raise ConfigError(f"finetune.{key} must be >= 1, got {ft[key]}")
+        for key in FINETUNE_FRACTIONS:
+            value = ft[key] or 0.0
+            if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                raise ConfigError(f"finetune.{key} must be a number in [0, 1), got {value!r}")
+        augment(cfg)
+    strategy(cfg)
+
+
+# --- the model and the data ---------------------------------------------------------------------------
+def model(cfg: DictConfig, n_features: int) -> DBN:
+    """The DBN of ``model.*`` on ``n_features`` inputs."""
+    hidden = cfg.model.hidden
+    if isinstance(hidden, int) or not OmegaConf.is_list(hidden) or len(hidden) == 0:
+        raise ConfigError(f"model.hidden must be a non-empty list of layer sizes, e.g. model.hidden=[500,500], got {hidden}")
+    units = cfg.model.hidden_units
+    units = list(units) if OmegaConf.is_list(units) else units
+    try:
+        return DBN([n_features, *hidden], visible=cfg.model.visible, hidden=units, init_std=cfg.model.init_std)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"model: {e}") from None
+
+
+def data(cfg: DictConfig) -> TensorDataModule:
+    """The data module of ``data.*``, loaded and split."""
+    dm: TensorDataModule = instantiate_checked(cfg.data, "data")
+    dm.prepare_data()
+    dm.setup("fit")
+    return dm
+
+
+def augment(cfg: DictConfig) -> dict | None:
+    """``finetune.augment`` as a checked dict, or None."""
+    node = cfg.finetune.augment
+    if not node:
+        return None
+    try:
+        return check_augment(OmegaConf.to_container(node, resolve=True))
+    except ValueError as e:
+        raise ConfigError(f"finetune.{e}") from None
+
+
+def check_data_fits(cfg: DictConfig, dm: TensorDataModule, net: DBN) -> None:
+    """The data suit the model and the stages: values in the visible units' range, labels and image shape for fine-tuning."""
+    for what, x in (("training data", dm.train_x), ("validation data", dm.val_x), ("test data", dm.test_x)):
+        if x is not None:
+            try:
+                net.layers[0].visible.check(x, what)
+            except ValueError as e:
+                raise DataError(str(e)) from None
+    if not enabled(cfg.get("finetune")):
+        return
+    if augment(cfg):
+        try:
+            image_side(dm.n_features)
+        except ValueError as e:
+            raise ConfigError(f"finetune.augment: {e}; set finetune.augment=null") from None
+    if dm.n_classes is None:
+        raise ConfigError("fine-tuning needs labels but the data has none; give data.labels=FILE or set finetune=none")
+
+
+# --- pretraining --------------------------------------------------------------------------------------
+def schedules(cfg: DictConfig, n_layers: int) -> list[dict]:
+    """Every layer's checked schedule (``pretrain.*`` overridden by ``pretrain.layers.<i>``), so a bad
+    layer-3 setting fails before layer 1 trains."""
+    pcfg = OmegaConf.to_container(cfg.pretrain, resolve=True)
+    shared = {k: v for k, v in pcfg.items() if k not in PRETRAIN_EXTRA}
+    try:
+        return layer_schedules(shared, pcfg["layers"], n_layers)
+    except ValueError as e:
+        raise ConfigError(f"pretrain: {e}") from None
+
+
+def pretrain_trainer(cfg: DictConfig, net: DBN, i: int, schedule: dict, n_train: int, has_val: bool) -> L.Trainer:
+    """The Trainer of layer ``i``'s fit: fresh callbacks, its own progress display and log version."""
+    rbm, prefix = net.layers[i], f"pretrain/layer{i}"
+    recon = "val" if has_val else "train"
+    progress = StageProgress(f"{prefix} [{i + 1}/{len(net.layers)}] {rbm.n_visible}->{rbm.n_hidden}",
+                             {"recon": f"{prefix}/{recon}/recon_error", "fe_gap": f"{prefix}/free_energy_gap"})
+    return trainer(cfg, f"pretrain_layer{i}", int(schedule["epochs"]), callbacks(cfg, "pretrain", has_val), has_val,
+                   progress, n_train=n_train, batch_size=int(schedule["batch_size"]))
+
+
+# --- fine-tuning --------------------------------------------------------------------------------------
+def finetune_module(cfg: DictConfig, net: DBN) -> FineTuneModule:
+    """The fine-tuning module of ``finetune.*`` for a DBN with its head."""
+    ft = cfg.finetune
+    return FineTuneModule(net, optimizer=instantiate_checked(ft.optimizer, "finetune.optimizer"),
+                          scheduler=instantiate_checked(ft.scheduler, "finetune.scheduler") if ft.scheduler else None,
+                          dropout=float(ft.dropout), augment=augment(cfg), input_dropout=float(ft.input_dropout),
+                          label_smoothing=float(ft.label_smoothing))
+
+
+def finetune_trainer(cfg: DictConfig, n_train: int, has_val: bool) -> L.Trainer:
+    """The Trainer of the fine-tuning fit."""
+    monitors = {"loss": "finetune/train/loss", "acc": "finetune/train/acc"}
+    if has_val:
+        monitors |= {"val_loss": "finetune/val/loss", "val_acc": "finetune/val/acc"}
+    return trainer(cfg, "finetune", int(cfg.finetune.epochs), callbacks(cfg, "finetune", has_val), has_val,
+                   StageProgress("finetune", monitors), n_train=n_train, batch_size=int(cfg.finetune.batch_size))
+
+
+# --- trainers -----------------------------------------------------------------------------------------
+def strategy(cfg: DictConfig):
+    """``trainer.strategy`` with ``trainer.collective_timeout_s`` applied (see :func:`resolve_strategy`)."""
+    t = cfg.trainer
+    node = t.strategy if isinstance(t.strategy, str) else instantiate_checked(t.strategy, "trainer.strategy")
+    try:
+        return resolve_strategy(node, t.collective_timeout_s, t.devices, t.num_nodes)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def trainer(cfg: DictConfig, stage: str, epochs: int, callbacks: list | None = None, has_val: bool = True,
+            progress: StageProgress | None = None, n_train: int | None = None, batch_size: int | None = None) -> L.Trainer:
+    """A Trainer for one stage: ``trainer.*`` with the stage's epochs, logger, callbacks and progress display.
+
+    Args:
+        stage: the stage's name, e.g. ``pretrain_layer0`` or ``finetune`` (the CSV log version).
+        epochs: the stage's epochs (``trainer.max_epochs``, when set, caps them).
+        callbacks: the stage's callbacks.
+        has_val: whether the stage has validation data.
+        progress: the stage's display, used when ``trainer.enable_progress_bar`` and no callback is a progress bar.
+        n_train, batch_size: the stage's training rows and batch size, to keep the logging interval within an epoch.
+    """
+    tcfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    cap = tcfg.pop("max_epochs")
+    epochs = min(int(epochs), int(cap)) if cap else int(epochs)
+    tcfg.pop("collective_timeout_s")
+    tcfg["strategy"] = strategy(cfg)
+    callbacks = list(callbacks or [])
+    if progress is not None and tcfg["enable_progress_bar"] and not any(isinstance(c, ProgressBar) for c in callbacks):
+        callbacks.append(progress)
+    extra = {} if has_val else {"limit_val_batches": 0, "num_sanity_val_steps": 0}
+    out = instantiate_checked(tcfg, "trainer", max_epochs=epochs, logger=logger(cfg, stage), callbacks=callbacks,
+                              enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
+                              default_root_dir=str(cfg.run_dir), **extra)
+    if n_train and batch_size:  # each rank's batches in an epoch: Lightning warns when the logging interval is longer
+        per_rank = math.ceil(math.ceil(n_train / out.world_size) / batch_size)
+        out.log_every_n_steps = max(1, min(out.log_every_n_steps, per_rank))
+    return out
+
+
+def logger(cfg: DictConfig, stage: str):
+    """``logger.*`` for one stage, or False without one; a CSVLogger gets a version per stage (see :func:`csv_version`)."""
+    if not cfg.get("logger"):
+        return False
+    per_stage = {"version": csv_version(cfg, stage)} if str(cfg.logger.get("_target_", "")).endswith("CSVLogger") else {}
+    return instantiate_checked(cfg.logger, "logger", **per_stage)
+
+
+def csv_version(cfg: DictConfig, stage: str) -> str:
+    """A CSVLogger rewrites its metrics.csv for every new instance: one version per stage keeps every
+    stage's metrics, and a resumed stage writes ``<stage>-attempt2`` (3, ...) beside the interrupted one."""
+    root = Path(str(cfg.logger.get("save_dir") or RunDir(cfg.run_dir).path)) / str(cfg.logger.get("name") or "")
+    version, attempt = stage, 1
+    while (root / version / "metrics.csv").exists():
+        attempt += 1
+        version = f"{stage}-attempt{attempt}"
+    return version
+
+
+def callbacks(cfg: DictConfig, stage: str, has_val: bool = True) -> list[L.Callback]:
+    """Fresh instances of ``callbacks.<stage>`` (a dict keyed by name; null entries are switched off)."""
+    out = []
+    for name, node in ((cfg.get("callbacks") or {}).get(stage) or {}).items():
+        if node is None:
+            continue
+        if not has_val and "val" in str(node.get("monitor") or "").split("/"):
+            log.warning("callback %s.%s monitors validation metrics but data.val_fraction=0: left out", stage, name)
+            continue
+        out.append(instantiate_checked(node, f"callbacks.{stage}.{name}"))
+    return out
