@@ -1,4 +1,4 @@
-"""The Fashion-MNIST headline recipe (experiment=fashion_mnist_dbn): its config composes to the settings the README
+"""The Fashion-MNIST headline recipe (experiment=fashion_mnist_dbn): its config composes to the settings docs/results.md
 reports, and it runs end to end, EMA included, on tiny idx files written here."""
 
 from __future__ import annotations

@@ -349,13 +349,13 @@ def test_invalid_parameters_name_the_parameter():
         DBNClassifier(hidden_layer_sizes=(4,)).fit(x, [1, 1, 1, 1])
 
 
-# --- the README's example -----------------------------------------------------------------------------------
+# --- the documentation's example (docs/sklearn.md) ----------------------------------------------------------
 @pytest.mark.slow
 def test_readme_sklearn_example_runs():
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    (example,) = [b for b in re.findall(r"```py\n(.*?)```", readme, flags=re.S) if "dbn.sklearn" in b]
+    page = (Path(__file__).resolve().parents[1] / "docs" / "sklearn.md").read_text()
+    (example,) = [b for b in re.findall(r"```py\n(.*?)```", page, flags=re.S) if "dbn.sklearn" in b]
     scope: dict = {}
-    exec(compile(example, "README.md", "exec"), scope)
+    exec(compile(example, "docs/sklearn.md", "exec"), scope)
     assert scope["features"].shape == (1437, 64)
     assert scope["search"].best_params_["rbm__n_components"] in (32, 64)
     assert scope["accuracy"] > 0.9
