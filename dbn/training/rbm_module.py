@@ -103,9 +103,8 @@ class RBMModule(L.LightningModule):
         values = torch.stack([fe_diff, recon if recon is not None else torch.zeros_like(fe_diff), torch.ones_like(fe_diff)])
         self._sums = values if self._sums is None else self._sums + values
         self._has_recon = recon is not None
-        trainer = self._trainer
-        every = trainer.log_every_n_steps if trainer is not None else 1
-        if (self.global_step + 1) % every == 0:
+        trainer = self._trainer  # None when a step is called by hand: nothing to log to
+        if trainer is not None and (self.global_step + 1) % trainer.log_every_n_steps == 0:
             self.log(f"{self.prefix}/train/free_energy_diff_step", fe_diff, on_step=True, on_epoch=False)
             if recon is not None:
                 self.log(f"{self.prefix}/train/recon_error_step", recon, on_step=True, on_epoch=False, prog_bar=True)
