@@ -72,6 +72,18 @@ def run_as_typed(argv: list[str], cwd: Path, timeout: float = 900, env: dict | N
     return Job(runs[-1] if runs else None, proc.returncode, out.read_text(), err.read_text())
 
 
+def wait_for_file(proc: subprocess.Popen, path: Path, timeout: float, poll: float = 0.01) -> None:
+    """Wait until ``path`` exists while ``proc`` runs; fail the test (killing ``proc``) if it ends or time runs out first."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"{path.name} never appeared: {proc.communicate()[0][-3000:]}")
+        time.sleep(poll)
+
+
 @pytest.fixture(scope="session")
 def default_job(tmp_path_factory) -> Job:
     """The README's main job, ``dbn-train`` as typed, on one process (about 40 s on 2 cores)."""

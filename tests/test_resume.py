@@ -22,6 +22,7 @@ from dbn.io import atomic_save
 from dbn.training import build, pipeline, resume
 from dbn.training.pipeline import run
 from dbn.training.rbm_module import DivergenceError, RBMModule
+from tests.conftest import wait_for_file
 from tests.test_train import make_cfg
 
 # layer 1 gets many short epochs, so the test can kill it between two of them
@@ -42,13 +43,7 @@ def _start(run_dir: Path, *extra: str) -> subprocess.Popen:
 
 def _signal_during_layer1(proc: subprocess.Popen, run_dir: Path, sig: int) -> tuple[int, str]:
     """Wait until layer 1 has written its first epoch checkpoint, then send ``sig``."""
-    ckpt = run_dir / "resume" / "pretrain-layer1-last.ckpt"
-    deadline = time.monotonic() + 240
-    while not ckpt.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"layer 1 never checkpointed: {proc.communicate()[0][-3000:]}")
-        time.sleep(0.005)
+    wait_for_file(proc, run_dir / "resume" / "pretrain-layer1-last.ckpt", timeout=240, poll=0.005)
     time.sleep(0.3)  # a few more epochs, so the kill lands somewhere inside layer 1
     proc.send_signal(sig)
     out = proc.communicate(timeout=120)[0]

@@ -21,7 +21,7 @@ from hydra import compose, initialize_config_module
 
 from dbn import DBN
 from dbn.data import DigitsDataModule
-from tests.conftest import ROOT, readme_command, run_as_typed
+from tests.conftest import ROOT, readme_command, run_as_typed, wait_for_file
 
 DDP = "dbn-train trainer=ddp trainer.accelerator=cpu trainer.devices=2"
 WITHOUT_RICH = str(ROOT / "tests" / "without_rich")  # a sitecustomize that hides rich from every rank
@@ -102,13 +102,7 @@ def test_sigterm_to_the_launching_process_stops_every_rank_and_resume_finishes(t
     argv = [*readme_command(DDP), f"hydra.run.dir={run_dir}"]
     exe = shutil.which(argv[0])
     launcher = subprocess.Popen([exe, *argv[1:]], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
-    ckpt = run_dir / "resume" / "pretrain-layer1-last.ckpt"
-    deadline = time.monotonic() + 600
-    while not ckpt.exists():
-        if launcher.poll() is not None or time.monotonic() > deadline:
-            launcher.kill()
-            pytest.fail(f"layer 1 never checkpointed: {launcher.communicate()[0][-3000:]}")
-        time.sleep(0.05)
+    wait_for_file(launcher, run_dir / "resume" / "pretrain-layer1-last.ckpt", timeout=600, poll=0.05)  # layer 1 runs
     assert len(_processes_of(run_dir)) == 2  # both ranks are training layer 1
     launcher.send_signal(signal.SIGTERM)
     sent = time.monotonic()
