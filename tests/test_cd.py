@@ -130,7 +130,7 @@ def test_schedules():
 def _fit(module, x, epochs, batch_size=10):
     from dbn.data import PretrainDataModule
 
-    trainer = L.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+    trainer = L.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False,
                         enable_model_summary=False, accelerator="cpu", num_sanity_val_steps=0)
     trainer.fit(module, datamodule=PretrainDataModule(x, x[:20], batch_size=batch_size, monitor_size=20))
     return trainer

@@ -72,7 +72,7 @@ def test_weight_averaging_callback_from_config_tests_and_saves_the_averaged_weig
     from tests.test_train import make_cfg
 
     results = run(make_cfg(tmp_path, "+callbacks.finetune.ema._target_=lightning.pytorch.callbacks.EMAWeightAveraging",
-                           "+callbacks.finetune.ema.decay=0.9", "callbacks.finetune.early_stopping=null"))
+                           "+callbacks.finetune.ema.decay=0.9"))
     last = torch.load(tmp_path / "resume" / "finetune-last.ckpt", map_location="cpu", weights_only=True)
     key = "dbn.layers.0.weight"
     averaged, current = last["state_dict"][key], last["current_model_state"][key]

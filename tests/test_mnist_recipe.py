@@ -32,8 +32,7 @@ def dry_run(tmp_path, experiment: str, data_root) -> dict:
     """Two epochs of every stage of ``experiment`` (a 784-500-500-2000 recipe) on the idx files in ``data_root``."""
     with initialize_config_module("dbn.conf", version_base="1.3"):
         cfg = compose("train", overrides=[f"experiment={experiment}", f"run_dir={tmp_path / 'run'}", f"data.root={data_root}",
-                                          "trainer.max_epochs=2",
-                                          "callbacks.pretrain.likelihood=null", "callbacks.pretrain.rbm_tensorboard=null"])
+                                          "trainer.max_epochs=2"])
     results = run(cfg)
     assert [layer["n_hidden"] for layer in results["pretrain"]] == [500, 500, 2000]
     assert all(layer["epochs"] == 2 for layer in results["pretrain"])

@@ -27,8 +27,7 @@ from tests.test_train import make_cfg
 
 # layer 1 gets many short epochs, so the test can kill it between two of them
 CLI_ARGS = ["model.hidden=[64,32]", "pretrain.epochs=4", "+pretrain.layers.1.epochs=25", "finetune.epochs=10",
-            "finetune.optimizer.lr=0.01", "callbacks.pretrain.rbm_tensorboard=null", "callbacks.pretrain.likelihood=null",
-            "logger=csv"]
+            "finetune.optimizer.lr=0.01", "logger=csv"]
 
 
 def _env() -> dict[str, str]:
@@ -129,8 +128,7 @@ def test_a_finished_run_is_not_run_again(tmp_path, monkeypatch):
 
 def test_resume_between_layers_trains_only_the_missing_layer_and_matches(tmp_path, monkeypatch):
     """Stop after layer 0 (as if killed), resume: layer 0 is loaded, layer 1 trained, the result is bitwise the same."""
-    args = ("finetune=none", "model.hidden=[16,8]", "pretrain.epochs=2", "callbacks.pretrain.rbm_tensorboard=null",
-            "callbacks.pretrain.likelihood=null")
+    args = ("finetune=none", "model.hidden=[16,8]", "pretrain.epochs=2")
     reference = run(make_cfg(tmp_path / "ref", *args))
 
     real = pipeline.pretrain_layers
@@ -215,7 +213,7 @@ def test_divergence_keeps_the_last_good_epoch_checkpoint(tmp_path):
     L.seed_everything(0, verbose=False)
     x = _digits()
     module = RBMModule(RBM(64, 16), log_prefix="pretrain/layer0", epochs=5)
-    trainer = L.Trainer(max_epochs=5, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+    trainer = L.Trainer(max_epochs=5, logger=False, enable_checkpointing=False,
                         enable_model_summary=False, callbacks=[Poison()])
     ckpt = tmp_path / "layer0-last.ckpt"
     resume.attach(trainer, ckpt)
@@ -234,7 +232,7 @@ def test_resumed_fit_equals_an_uninterrupted_fit_bitwise(tmp_path):
         L.seed_everything(0, verbose=False)
         rbm = RBM(64, 16)
         module = RBMModule(rbm, persistent=True, epochs=4, lr_schedule="linear", momentum_switch_epoch=2)
-        trainer = L.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        trainer = L.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False,
                             enable_model_summary=False)
         trainer.fit(module, datamodule=PretrainDataModule(x[:1500], x[1500:], batch_size=32), **resume.attach(trainer, ckpt))
         return rbm
@@ -265,7 +263,7 @@ def test_resident_memory_does_not_grow_across_epochs():
     x = _digits()
     rss = Rss()
     module = RBMModule(RBM(64, 64), persistent=True, epochs=20)
-    trainer = L.Trainer(max_epochs=20, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+    trainer = L.Trainer(max_epochs=20, logger=False, enable_checkpointing=False,
                         enable_model_summary=False, callbacks=[rss])
     trainer.fit(module, datamodule=PretrainDataModule(x[:1500], x[1500:], batch_size=32))
     growth = rss.mb[-1] - rss.mb[2]  # after warm-up (allocator pools, lazy imports) to the last epoch

@@ -57,7 +57,7 @@ def test_pretrain_layers_yields_each_layer_before_training_the_next():
     def trainer_for(i: int, schedule: dict) -> L.Trainer:
         made.append((i, schedule["epochs"], schedule["batch_size"]))
         return L.Trainer(max_epochs=schedule["epochs"], logger=False, enable_checkpointing=False, enable_model_summary=False,
-                         accelerator="cpu", enable_progress_bar=False, limit_val_batches=0)  # no held-out data here
+                         accelerator="cpu", limit_val_batches=0)  # no held-out data here
 
     layers = pretrain_layers(model, x, None, schedules, trainer_for)
     first = next(layers)
