@@ -44,14 +44,20 @@ class LikelihoodMonitor(L.Callback):
         if epochs_done == trainer.max_epochs or (self.every_n_epochs and epochs_done % self.every_n_epochs == 0):
             self._evaluate(trainer, pl_module)
 
-    @torch.no_grad()
     def _evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Every rank computes the same numbers (the same layer, the whole monitor sets, seeded AIS) and logs them."""
-        rbm, prefix, data = pl_module.rbm, pl_module.prefix, trainer.datamodule
+        """Rank 0 computes the numbers, every rank receives them (same hook, same point) and logs them."""
+        rbm, data = pl_module.rbm, trainer.datamodule
         if rbm.visible.name != "bernoulli" or rbm.hidden.name != "bernoulli":
             return
         if getattr(data, "train_mask", None) is not None:
             return  # missing values: the zero-filled rows are not samples of the model's full visible layer
+        # the layer is identical on every rank: one AIS run is enough (ranks on one CPU share its cores)
+        metrics = self._measure(rbm, pl_module.prefix, data) if trainer.is_global_zero else None
+        for name, value in trainer.strategy.broadcast(metrics, src=0).items():
+            log_synced(pl_module, name, torch.tensor(value, dtype=torch.float32))
+
+    @torch.no_grad()
+    def _measure(self, rbm, prefix: str, data) -> dict[str, float]:
         ais = ais_log_partition(rbm, n_chains=self.ais_chains, n_betas=self.ais_betas, data=data.train_x, seed=self.seed)
         metrics = {f"{prefix}/log_z": ais.log_z,
                    f"{prefix}/train_subset/log_likelihood": average_log_likelihood(rbm, data.monitor_train, ais.log_z)}
@@ -60,5 +66,4 @@ class LikelihoodMonitor(L.Callback):
             if self.pseudo_ll:
                 g = torch.Generator().manual_seed(self.seed)
                 metrics[f"{prefix}/val/pseudo_log_likelihood"] = float(pseudo_log_likelihood(rbm, data.monitor_val, g).mean())
-        for name, value in metrics.items():
-            log_synced(pl_module, name, torch.tensor(value, dtype=torch.float32))
+        return metrics
