@@ -43,13 +43,14 @@ def progress(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def load_fashion_mnist(limit: int | None = None) -> tuple[Tensor, Tensor]:
-    """Fashion-MNIST (first ``limit`` training images, test images) as float32 (n, 784) in [0, 1]."""
+def load_fashion_mnist(limit: int | None = None, labels: bool = False) -> tuple[Tensor, ...]:
+    """Fashion-MNIST (first ``limit`` training images, test images) as float32 (n, 784) in [0, 1]; with ``labels``,
+    also the training labels."""
     from dbn.data import IdxDataModule
 
     dm = IdxDataModule(name="fashion_mnist", val_fraction=0.0, limit=limit)
     dm.setup()
-    return dm.train_x, dm.test_x
+    return (dm.train_x, dm.test_x, dm.train_y) if labels else (dm.train_x, dm.test_x)
 
 
 def cd1_flops(n_visible: int, hidden: int) -> int:
@@ -96,10 +97,18 @@ def _epoch_clock():
     return EpochClock()
 
 
+def steps_per_batch_default() -> int:
+    """``pretrain.steps_per_batch`` of conf/pretrain/default.yaml: the updates per Lightning batch a user gets."""
+    from omegaconf import OmegaConf
+
+    return int(OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "pretrain" / "default.yaml").steps_per_batch)
+
+
 def lightning_run(x: Tensor, hidden: int, batch: int, epochs: int, seed: int = 0, precision: str = "fp32",
-                  device: str = "cpu", callbacks: tuple = ()) -> dict:
+                  device: str = "cpu", callbacks: tuple = (), steps_per_batch: int | None = None) -> dict:
     """Train RBMModule (its defaults: CD-1, lr 0.05, momentum 0.5, weight decay 2e-4) through Lightning's Trainer.
 
+    ``steps_per_batch`` updates of ``batch`` rows per Lightning batch (default: the config's, as ``dbn-train`` runs).
     Returns the epoch periods (s), the fit's fixed cost (wall time of ``fit`` minus the epochs), the module
     and the trainer's last logged metrics.
     """
@@ -110,7 +119,9 @@ def lightning_run(x: Tensor, hidden: int, batch: int, epochs: int, seed: int = 0
     from dbn.training.rbm_module import RBMModule
 
     torch.manual_seed(seed)
-    module = RBMModule(RBM(x.shape[1], hidden), epochs=epochs, log_prefix="bench")
+    steps = steps_per_batch_default() if steps_per_batch is None else steps_per_batch
+    module = RBMModule(RBM(x.shape[1], hidden), epochs=epochs, log_prefix="bench", batch_size=batch,
+                       steps_per_batch=steps)
     clock = _epoch_clock()
     trainer = L.Trainer(max_epochs=epochs, precision=PRECISIONS[precision][0], logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
@@ -118,7 +129,7 @@ def lightning_run(x: Tensor, hidden: int, batch: int, epochs: int, seed: int = 0
                         accelerator="gpu" if torch.device(device).type == "cuda" else "cpu", devices=1,
                         callbacks=[clock, *callbacks])
     t = time.perf_counter()
-    trainer.fit(module, datamodule=PretrainDataModule(x, None, batch))
+    trainer.fit(module, datamodule=PretrainDataModule(x, None, module.loader_batch_size))
     synchronize(device)
     fit_s = time.perf_counter() - t
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
@@ -138,7 +149,7 @@ def check_same_optimizer(rbm, opt) -> None:
     """Fail loudly if RBMModule's optimizer set-up drifts from the plain loop's (the comparison would lie)."""
     from dbn.training.rbm_module import RBMModule
 
-    ref = RBMModule(rbm, epochs=1).configure_optimizers()["optimizer"]
+    ref = RBMModule(rbm, epochs=1).configure_optimizers()
     keys = ("lr", "momentum", "weight_decay", "dampening", "nesterov", "maximize")
     ours = [({k: g[k] for k in keys}, [id(p) for p in g["params"]]) for g in opt.param_groups]
     theirs = [({k: g[k] for k in keys}, [id(p) for p in g["params"]]) for g in ref.param_groups]
@@ -148,50 +159,115 @@ def check_same_optimizer(rbm, opt) -> None:
 
 
 def plain_run(x: Tensor, hidden: int, batch: int, epochs: int, seed: int = 0, precision: str = "fp32",
-              device: str = "cpu") -> dict:
-    """RBMModule's work without Lightning: CD-1, cd_loss, the recon-error monitor, SGD + momentum + weight decay.
+              device: str = "cpu", autograd: bool = False) -> dict:
+    """RBMModule's work without Lightning: CD-1 updates (``dbn.update.cd_update``), the recon-error monitor.
 
-    bf16 runs the step under ``torch.autocast`` as Trainer(precision="bf16-mixed") does: backward outside it,
-    and ``cache_enabled=False`` like Lightning's MixedPrecision plugin (with the cache, the biases would be cast
-    once a step instead of at every use, and their two gradients summed in bf16 rather than fp32).
+    bf16 runs every update on a bfloat16 working copy of the RBM (``cd_update(dtype=torch.bfloat16)``), as
+    RBMModule does under ``Trainer(precision="bf16-mixed")``. The monitors (free-energy difference, recon error)
+    are measured on one update in ``steps_per_batch``, as RBMModule measures them (the config's default). ``autograd=True`` is the formulation before
+    issue 14, kept as a reference row: the free-energy surrogate ``cd_loss`` and ``backward`` (bf16 under
+    ``torch.autocast`` without its cast cache, as Lightning's plugin runs it), then torch's SGD step.
     """
     from dbn.rbm import RBM
     from dbn.sampling import cd_loss, contrastive_divergence
     from dbn.training.rbm_module import squared_error
     from dbn.training.schedules import momentum_at
+    from dbn.update import cd_update
 
     torch.manual_seed(seed)
     rbm = RBM(x.shape[1], hidden).to(device)
     x = x.to(device)
     opt = _optimizer_like_module(rbm)
     check_same_optimizer(rbm, opt)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: 1.0)  # RBMModule's default constant schedule
+    dtype = PRECISIONS[precision][1]
     device_type = torch.device(device).type
-    autocast = (lambda: torch.autocast(device_type, dtype=torch.bfloat16, cache_enabled=False)) if precision == "bf16" \
-        else contextlib.nullcontext
+    every = steps_per_batch_default()
     synchronize(device)
     marks = [time.perf_counter()]
     for epoch in range(epochs):
         for group in opt.param_groups:
             group["momentum"] = momentum_at(epoch, 0.5, 0.9, 5)
         sums = None
-        for idx in torch.randperm(len(x), device=x.device).split(batch):
+        for i, idx in enumerate(torch.randperm(len(x), device=x.device).split(batch)):
             v = x[idx]
-            with autocast():
-                step = contrastive_divergence(rbm, v)
-                loss = cd_loss(rbm, step)
+            if autograd:
+                autocast = torch.autocast(device_type, dtype=torch.bfloat16, cache_enabled=False) \
+                    if precision == "bf16" else contextlib.nullcontext()
+                with autocast:
+                    step = contrastive_divergence(rbm, v)
+                    loss = cd_loss(rbm, step)
+                    recon = squared_error(v, step.recon).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                loss = loss.detach()
+            else:
+                step, loss = cd_update(rbm, v, opt, dtype=dtype, monitor=i % every == 0)
+                if loss is None:
+                    continue
                 recon = squared_error(v, step.recon).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            values = torch.stack([loss.detach(), recon, torch.ones_like(recon)])  # RBMModule._accumulate's sums
+            values = torch.stack([loss.float(), recon.float(), torch.ones_like(recon, dtype=torch.float32)])
             sums = values if sums is None else sums + values
         if not bool(torch.isfinite(sums).all() & rbm.is_finite()):  # its divergence check, one sync an epoch
             raise RuntimeError(f"plain loop diverged in epoch {epoch}")
-        sched.step()
         synchronize(device)
         marks.append(time.perf_counter())
     return {"periods": [b - a for a, b in zip(marks, marks[1:])], "rbm": rbm}
+
+
+# --- fine-tuning: the 784-500-500-2000-10 net, Lightning vs a plain loop -----------------------------------------
+FINETUNE_SIZES = (784, 500, 500, 2000)
+
+
+def finetune_flops(sizes=FINETUNE_SIZES, n_classes: int = 10) -> int:
+    """FLOPs of one sample's fine-tuning step: forward, and backward's two products per layer (3 x 2 x weights)."""
+    weights = sum(a * b for a, b in zip(sizes, sizes[1:])) + sizes[-1] * n_classes
+    return 3 * 2 * weights
+
+
+def _finetune_net(seed: int):
+    from dbn import DBN
+
+    torch.manual_seed(seed)
+    return DBN(list(FINETUNE_SIZES), n_classes=10)
+
+
+def finetune_lightning_run(x: Tensor, y: Tensor, batch: int, epochs: int, seed: int = 0) -> dict:
+    """FineTuneModule as ``dbn-train`` builds it (fused Adam lr 1e-3, dropout 0.2: conf/finetune) through a Trainer."""
+    import lightning as L
+
+    from dbn.data.base import batch_loader
+    from dbn.training.finetune import FineTuneModule
+
+    module = FineTuneModule(_finetune_net(seed), dropout=0.2)
+    clock = _epoch_clock()
+    trainer = L.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, log_every_n_steps=25,
+                        accelerator="cpu", devices=1, callbacks=[clock])
+    trainer.fit(module, train_dataloaders=batch_loader(x, y, batch_size=batch, shuffle=True))
+    return {"periods": clock.periods}
+
+
+def finetune_plain_run(x: Tensor, y: Tensor, batch: int, epochs: int, seed: int = 0) -> dict:
+    """The same net and work in a plain loop: dropout 0.2, cross-entropy, fused Adam, the epoch's loss and accuracy."""
+    import torch.nn.functional as F
+
+    net = _finetune_net(seed).train()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3, fused=True)
+    marks = [time.perf_counter()]
+    for _ in range(epochs):
+        sums = torch.zeros(3)
+        for idx in torch.randperm(len(x)).split(batch):
+            xb, yb = x[idx], y[idx]
+            logits = net(xb, dropout=0.2)
+            loss = F.cross_entropy(logits, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sums += torch.stack([loss.detach() * len(yb), (logits.argmax(1) == yb).sum(), torch.tensor(float(len(yb)))])
+        float(sums[0])  # the epoch's loss, read once
+        marks.append(time.perf_counter())
+    return {"periods": [b - a for a, b in zip(marks, marks[1:])]}
 
 
 # --- (d) the ceiling ------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ References:
 
 from __future__ import annotations
 
+import copy
 import numbers
 
 import torch
@@ -180,6 +181,15 @@ class RBM(nn.Module):
         ones too) from the observed ones: the hidden units see only the observed entries.
         """
         return self.visible_mean(self.hidden_mean(v))
+
+    def working_copy(self, dtype: torch.dtype) -> RBM:
+        """This RBM with detached parameters cast to ``dtype`` (itself when they already are): mixed precision's
+        low-precision copy, made once per update so that every product of the step reuses one cast of W."""
+        if dtype == self.weight.dtype:
+            return self
+        twin = copy.copy(self)  # shares the unit types and sizes; gets its own parameter table
+        twin._parameters = {k: None if p is None else p.detach().to(dtype) for k, p in self._parameters.items()}
+        return twin
 
     def is_finite(self) -> Tensor:
         """A 0-d bool tensor: every parameter is free of NaN and Inf (no host sync until read)."""

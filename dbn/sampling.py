@@ -47,6 +47,7 @@ class CDStep:
         recon: one-step reconstruction E[v | h0], h0 ~ p(h | v_data), or None if not asked for;
             it fills the missing entries too.
         mask: observed entries of ``v_data`` (1), or None when all are observed.
+        hidden_data: E[h | v_data] (no gradient), which the chain computed to draw h0.
     """
 
     v_data: Tensor
@@ -55,6 +56,7 @@ class CDStep:
     pre_model: Tensor
     recon: Tensor | None
     mask: Tensor | None = None
+    hidden_data: Tensor | None = None
 
 
 def contrastive_divergence(
@@ -96,7 +98,8 @@ def contrastive_divergence(
     pre_data = rbm.hidden_pre(v_data)
     recon = None
     with torch.no_grad():
-        h = rbm.hidden.sample(rbm.hidden.mean(pre_data.detach()), generator)
+        hidden_data = rbm.hidden.mean(pre_data.detach())
+        h = rbm.hidden.sample(hidden_data, generator)
         if chains is None:
             v = v_data
             for step in range(k):
@@ -119,7 +122,8 @@ def contrastive_divergence(
             chains.copy_(v)
             v = chains.clone()
     pre_model = rbm.hidden_pre(v)
-    return CDStep(v_data=v_data, v_model=v, pre_data=pre_data, pre_model=pre_model, recon=recon, mask=mask)
+    return CDStep(v_data=v_data, v_model=v, pre_data=pre_data, pre_model=pre_model, recon=recon, mask=mask,
+                  hidden_data=hidden_data)
 
 
 def cd_loss(rbm: RBM, step: CDStep) -> Tensor:
@@ -150,3 +154,75 @@ def sparsity_penalty(pre_data: Tensor, q_running: Tensor, target: float, cost: f
         q_running.mul_(0.9).add_(mean_fn(pre_data.detach()).mean(0), alpha=0.1)
         coeff = cost * (q_running - target)
     return (coeff * pre_data.mean(0)).sum()
+
+
+@torch.no_grad()
+def cd_gradients(rbm: RBM, step: CDStep, sparsity: Tensor | None = None, out: dict[str, Tensor] | None = None,
+                 monitor: bool = True) -> tuple[dict[str, Tensor], Tensor | None]:
+    """The gradient of :func:`cd_loss` (plus the sparsity term) in closed form, without autograd.
+
+    With ṽ = v / σ² what the hidden units see, pre = c + W·ṽ and p = E[h | pre] (the derivative of
+    the hidden log-partition), F(v) = E_vis(v) - Σ_j A(pre_j) gives, per row r of the loss
+    L = Σ_r w_r F(v_r) (w_r = 1/B for the B data rows, -1/B' for the B' negative rows):
+
+        G_r = ∂L/∂pre_r = -w_r p_r  (+ s / B on data rows: the sparsity term s = cost·(q - target))
+        ∂L/∂W = Gᵀ Ṽ        ∂L/∂c = Σ_r G_r        ∂L/∂b = Σ_r w_r ∂E_vis(v_r)/∂b   (Units.mean_energy_grad)
+        ∂L/∂z = Σ_r w_r ∂E_vis(v_r)/∂z - Σ_r (G_r W) ⊙ ṽ_r     (learned log-variances z only)
+
+    The data and negative rows are stacked, so the weight gradient is one product
+    [G_data; G_model]ᵀ [ṽ_data; ṽ_model]: a CD-1 update costs the chain's three products and this
+    one of twice the height, five products' worth of work in four calls. Missing entries (zero in
+    both phases, ``mask``) get no gradient, as in :func:`cd_loss`. The result equals autograd of
+    ``cd_loss(rbm, step) + sparsity_penalty(...)`` to rounding (``tests/test_cd.py``, every unit type).
+
+    Args:
+        rbm: the model the step ran on (a :meth:`~dbn.rbm.RBM.working_copy` under mixed precision).
+        step: a :func:`contrastive_divergence` step.
+        sparsity: (n_hidden,) the sparsity coefficients s (:func:`sparsity_coefficients`), or None.
+        out: tensors to write the gradients into, keyed by parameter name (e.g. the parameters' ``.grad``,
+            in their own dtype); new tensors in the step's dtype without it.
+        monitor: also compute the loss value (the free energies: not needed for the gradient).
+
+    Returns:
+        (gradients keyed by parameter name, the loss value mean F(v_data) - mean F(v_model) as a 0-d tensor,
+        or None without ``monitor``).
+    """
+    v_d, v_m, mask = step.v_data, step.v_model, step.mask
+    n_d, n_m = len(v_d), len(v_m)
+    log_var = rbm.log_variance
+    p_d = step.hidden_data if step.hidden_data is not None else rbm.hidden.mean(step.pre_data)
+    p_m = rbm.hidden.mean(step.pre_model)
+    g_d = p_d * (-1.0 / n_d) if sparsity is None else (sparsity.to(p_d.dtype) - p_d) / n_d
+    g = torch.cat([g_d, p_m * (1.0 / n_m)])
+    seen = torch.cat([v_d, v_m])
+    if log_var is not None:
+        seen = seen * torch.exp(-log_var)
+    acc = torch.promote_types(g.dtype, torch.float32)  # sums of bfloat16 terms kept in float32
+    e_d = rbm.visible.mean_energy_grad(v_d, rbm.visible_bias, log_var, mask)
+    e_m = rbm.visible.mean_energy_grad(v_m, rbm.visible_bias, log_var, mask)
+    out = out or {}
+    w_out = out.get("weight")
+    if w_out is not None and w_out.dtype == g.dtype == seen.dtype:  # the product writes into out: no temporary
+        grads = {"weight": torch.mm(g.t(), seen, out=w_out)}
+    else:
+        grads = {"weight": g.t() @ seen}
+    grads["hidden_bias"] = g.sum(0, dtype=acc)
+    grads["visible_bias"] = e_d[0] - e_m[0]
+    if log_var is not None:
+        grads["log_variance"] = e_d[1] - e_m[1] - ((g @ rbm.weight) * seen).sum(0, dtype=acc)
+    for name, value in grads.items():
+        if out.get(name) is not None and value is not out[name]:
+            grads[name] = out[name].copy_(value)
+    return grads, cd_loss(rbm, step) if monitor else None
+
+
+@torch.no_grad()
+def sparsity_coefficients(hidden_data: Tensor, q_running: Tensor, target: float, cost: float) -> Tensor:
+    """Hinton's (2010, section 11) sparsity term s = cost·(q - target) per hidden unit, q updated in place.
+
+    q is the running mean activation of each hidden unit (decay 0.9), ``hidden_data`` the batch's
+    E[h | v_data]; s is what the term adds to the gradient of each data row's pre-activation, so
+    the hidden biases move by -lr·s and the weights by -lr·s·mean(ṽ) (see :func:`sparsity_penalty`).
+    """
+    q_running.mul_(0.9).add_(hidden_data.mean(0).to(q_running.dtype), alpha=0.1)
+    return cost * (q_running - target)

@@ -93,15 +93,12 @@ def test_sparsity_penalty_gradient_is_cost_times_q_minus_p():
 
 
 def _module_step(module, v, seed):
-    """One SGD step of the module's own optimizer on batch v; returns the chain's negative states."""
-    opt = module.configure_optimizers()["optimizer"]
+    """One update of the module (``training_step`` by hand) on batch v; returns the chain's negative states."""
     torch.manual_seed(seed)
-    step = contrastive_divergence(module.rbm, v, k=module.hparams.k)
+    step = contrastive_divergence(module.rbm, v, k=module.hparams.k)  # the same draws, replayed before the update
     torch.manual_seed(seed)
-    opt.zero_grad()
-    module.training_step((v,), 0).backward()
-    opt.step()
-    return opt, step.v_model
+    module.training_step((v,), 0)
+    return module._own_optimizer, step.v_model
 
 
 def test_module_sgd_update_equals_lr_times_cd_estimate_plus_weight_decay():

@@ -360,14 +360,12 @@ def test_free_energy_gradient_of_the_log_variance_matches_finite_differences(hid
 def test_module_trains_the_log_variance_without_weight_decay_and_saves_it(tmp_path):
     rbm = make_rbm(5, 3, "gaussian_learned", seed=13)
     module = RBMModule(rbm, lr=0.1, momentum=0.0, final_momentum=0.0, weight_decay=0.5)
-    opt = module.configure_optimizers()["optimizer"]
+    opt = module.configure_optimizers()
     groups = {id(p): group["weight_decay"] for group in opt.param_groups for p in group["params"]}
     assert groups[id(rbm.log_variance)] == 0.0 and groups[id(rbm.weight)] == 0.5
     z0 = rbm.log_variance.detach().clone()
     v = torch.randn(16, 5, generator=torch.Generator().manual_seed(5), dtype=torch.float64) * 2
-    opt.zero_grad()
-    module.training_step((v,), 0).backward()
-    opt.step()
+    module.training_step((v,), 0)  # the update itself, with the module's own optimizer when called by hand
     assert not torch.equal(rbm.log_variance.detach(), z0)
     # a DBN keeps the unit types and the learned variances through save/load
     model = DBN([5, 3, 2], visible="gaussian_learned", hidden=["relu", "bernoulli"]).double()

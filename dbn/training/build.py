@@ -146,7 +146,7 @@ def pretrain_trainer(cfg: DictConfig, net: DBN, i: int, schedule: dict, n_train:
     progress = StageProgress(f"{prefix} [{i + 1}/{len(net.layers)}] {rbm.n_visible}->{rbm.n_hidden}",
                              {"recon": f"{prefix}/{recon}/recon_error", "fe_gap": f"{prefix}/free_energy_gap"})
     return trainer(cfg, f"pretrain_layer{i}", int(schedule["epochs"]), callbacks(cfg, "pretrain", has_val), has_val,
-                   progress, n_train=n_train, batch_size=int(schedule["batch_size"]))
+                   progress, n_train=n_train, batch_size=int(schedule["batch_size"]) * int(schedule["steps_per_batch"]))
 
 
 # --- fine-tuning --------------------------------------------------------------------------------------

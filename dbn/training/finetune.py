@@ -100,9 +100,18 @@ class FineTuneModule(L.LightningModule):
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing if stage == "train" else 0.0)
         getattr(self, f"{stage}_acc").update(logits.detach(), y)
         getattr(self, f"{stage}_loss").update(loss.detach(), weight=len(y))
-        if stage == "train":  # this rank's batch; epoch values (all ranks) come from _log_epoch
+        if stage == "train" and self._logging_batch():  # this rank's batch; epoch values (all ranks): _log_epoch
             self.log(f"{self.prefix}/train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
         return loss
+
+    def _logging_batch(self) -> bool:
+        """Whether Lightning writes this batch's logged values (every ``log_every_n_steps`` batches).
+
+        ``self.log`` costs about a millisecond a call on CPU, a fifth of a fine-tuning step of the
+        784-500-500-2000 net at batch 100, and Lightning keeps only the values of its logging batches.
+        """
+        trainer = self._trainer
+        return trainer is not None and (trainer.fit_loop.total_batch_idx + 1) % trainer.log_every_n_steps == 0
 
     def _log_epoch(self, stage: str) -> None:
         """The stage's epoch loss and accuracy over every rank's batches, computed here on every rank."""

@@ -23,9 +23,8 @@ from dbn.training import resume
 from dbn.training.distributed import identical_across_ranks, naming_stage
 from dbn.training.rbm_module import RBMModule, check_schedule
 
-#: keys a layer schedule may set: RBMModule's arguments plus the batch size
-SCHEDULE_KEYS = tuple(p for p in inspect.signature(RBMModule).parameters
-                      if p not in ("rbm", "log_prefix", "layer_index")) + ("batch_size",)
+#: keys a layer schedule may set: RBMModule's arguments (the batch size and updates per loader batch among them)
+SCHEDULE_KEYS = tuple(p for p in inspect.signature(RBMModule).parameters if p not in ("rbm", "log_prefix", "layer_index"))
 
 
 def layer_schedules(shared: Mapping, per_layer: Mapping | None, n_layers: int) -> list[dict]:
@@ -89,7 +88,7 @@ def pretrain_layers(
     Args:
         dbn: the stack to pretrain (in place).
         train_x, val_x: data of the first layer; ``val_x`` may be None.
-        schedules: one dict of RBMModule arguments (plus ``batch_size``) per layer.
+        schedules: one dict of RBMModule arguments per layer (``batch_size`` 64 where it has none).
         make_trainer: ``make_trainer(i, schedule) -> Trainer`` for layer i's fit.
         monitor_size: size of the training subset and held-out set whose free energies are compared.
         init_visible_bias: start each layer's visible biases at the data's mean (Hinton 2010, 8.1).
@@ -113,14 +112,13 @@ def pretrain_layers(
             val_x = None if val_x is None else hidden_probabilities(rbm, val_x)
             continue
         first = i == 0  # missing values belong to the data layer only
-        schedule = dict(schedule)
-        batch_size = int(schedule.pop("batch_size", 64))
+        schedule = {"batch_size": 64, **schedule}
         if init_visible_bias:
             rbm.init_visible_bias(observed_mean(train_x, train_mask if first else None))
         module = RBMModule(rbm, layer_index=i, **schedule)
-        data = PretrainDataModule(train_x, val_x, batch_size=batch_size, monitor_size=monitor_size,
+        data = PretrainDataModule(train_x, val_x, batch_size=module.loader_batch_size, monitor_size=monitor_size,
                                   train_mask=train_mask if first else None, val_mask=val_mask if first else None)
-        trainer = make_trainer(i, {**schedule, "batch_size": batch_size})
+        trainer = make_trainer(i, schedule)
         result = fit_layer(module, data, trainer, checkpoints[i])
         device = trainer.strategy.root_device
         train_x = hidden_probabilities(rbm, data.train_x.to(device))

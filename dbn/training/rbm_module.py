@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import lightning as L
 import torch
 from torch import Tensor
@@ -9,18 +11,31 @@ from torchmetrics import MeanMetric
 
 from dbn.errors import DivergenceError
 from dbn.rbm import RBM
-from dbn.sampling import contrastive_divergence, cd_loss, sparsity_penalty
+from dbn.sampling import sparsity_coefficients
 from dbn.training.distributed import all_ranks_sum, log_synced
 from dbn.training.schedules import LR_SCHEDULES, lr_factor, momentum_at
+from dbn.update import cd_update
 
 
 class RBMModule(L.LightningModule):
     """Train an :class:`~dbn.rbm.RBM` by SGD on the CD (or PCD) gradient.
 
-    The loss is F(v_data) - F(v_model) with v_model fixed, so autograd gives the
-    CD estimate and Lightning's optimisation, gradient averaging under DDP and
-    precision plugins apply unchanged. Weight decay acts on the weights only; a learned
-    ``log_variance`` (Gaussian visible units) trains with the biases.
+    The update is explicit (:func:`~dbn.update.cd_update`): the closed-form CD gradient
+    (:func:`~dbn.sampling.cd_gradients`, equal to autograd of ``cd_loss``, the free-energy
+    surrogate, for every unit type) is written straight into SGD's momentum buffers and applied
+    with torch SGD's arithmetic: momentum, and weight decay on the weights only (a learned
+    ``log_variance`` trains with the biases). No autograd graph is built, and Lightning's manual
+    optimisation lets one loader batch carry several updates: with ``batch_size`` set, a loader
+    batch of ``steps_per_batch × batch_size`` rows is split into minibatches of ``batch_size``, one
+    SGD update each, so Lightning's per-batch bookkeeping (hooks, optimizer-step wrapper, progress,
+    the SIGTERM check) is paid once per ``steps_per_batch`` updates. ``global_step`` counts loader
+    batches, as every other Lightning step count does. Under DDP the gradient of every update is
+    averaged across ranks before it enters the momentum (one all-reduce of one flat tensor); the
+    PCD chains stay per rank.
+
+    Under ``Trainer(precision="bf16-mixed")`` (any autocast in force) each update runs on a
+    bfloat16 working copy of the parameters, cast once per update, so its products run in
+    bfloat16; the gradient is added to the float32 momentum and master weights.
 
     Batches are ``(v,)`` or ``(v, mask)``: a mask of v's shape (1 = observed, v zero-filled
     where 0) trains on the observed entries only (see :func:`~dbn.sampling.contrastive_divergence`)
@@ -38,6 +53,9 @@ class RBMModule(L.LightningModule):
         lr_schedule, lr_final: learning-rate schedule over ``epochs`` (``lr_final`` is a multiplier).
         epochs: number of epochs the schedules span.
         sample_visible: use a sampled rather than mean final visible state in CD.
+        batch_size: rows of one SGD update; None: one update per loader batch, whatever its size.
+        steps_per_batch: updates per loader batch; the data module serves ``batch_size × steps_per_batch``
+            rows a batch (:attr:`loader_batch_size`). Needs ``batch_size``.
         log_prefix: prefix of every logged name; by default ``pretrain/layer{layer_index}``, else ``rbm``.
         layer_index: which layer of a stack this RBM is (0 = the data layer), or None for a lone RBM.
 
@@ -62,52 +80,106 @@ class RBMModule(L.LightningModule):
         lr_final: float = 0.1,
         epochs: int = 10,
         sample_visible: bool = False,
+        batch_size: int | None = None,
+        steps_per_batch: int = 1,
         log_prefix: str | None = None,
         layer_index: int | None = None,
     ) -> None:
         super().__init__()
         check_schedule(k=k, n_chains=n_chains, lr=lr, momentum=momentum, final_momentum=final_momentum,
                        weight_decay=weight_decay, sparsity_target=sparsity_target, sparsity_cost=sparsity_cost,
-                       lr_schedule=lr_schedule, lr_final=lr_final, epochs=epochs)
+                       lr_schedule=lr_schedule, lr_final=lr_final, epochs=epochs, batch_size=batch_size,
+                       steps_per_batch=steps_per_batch)
         self.save_hyperparameters(ignore=["rbm"])
+        self.automatic_optimization = False  # the update is explicit: see the class docstring
         self.rbm = rbm
         self.layer_index = layer_index
         self.prefix = log_prefix or ("rbm" if layer_index is None else f"pretrain/layer{layer_index}")
         self._sums: Tensor | None = None  # on-device sums of this epoch's monitors, see _accumulate
+        self._own_optimizer: torch.optim.Optimizer | None = None  # steps called by hand, without a trainer
         self.register_buffer("chains", torch.zeros(n_chains if persistent else 0, rbm.n_visible))
         self.register_buffer("chains_ready", torch.tensor(False))
         self.register_buffer("q_running", torch.zeros(rbm.n_hidden))
         self.fe_val, self.fe_train, self.recon_val = MeanMetric(), MeanMetric(), MeanMetric()
 
-    # --- training -------------------------------------------------------------------------------------
-    def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
-        v, mask = split_batch(batch)
+    @property
+    def loader_batch_size(self) -> int | None:
+        """Rows of one loader batch: ``batch_size × steps_per_batch`` (None without a batch size)."""
         hp = self.hparams
-        chains = self._persistent_chains(v) if hp.persistent else None
-        step = contrastive_divergence(self.rbm, v, k=hp.k, chains=chains, sample_visible=hp.sample_visible, mask=mask)
-        loss = cd_loss(self.rbm, step)
-        if hp.sparsity_target is not None and hp.sparsity_cost > 0:
-            loss = loss + sparsity_penalty(step.pre_data, self.q_running, hp.sparsity_target, hp.sparsity_cost, self.rbm.hidden.mean)
-        recon = None if step.recon is None else squared_error(v, step.recon, mask).mean()
-        self._accumulate(batch_idx, loss.detach(), recon)
-        return loss
+        return None if hp.batch_size is None else int(hp.batch_size) * int(hp.steps_per_batch)
 
-    def _accumulate(self, batch_idx: int, fe_diff: Tensor, recon: Tensor | None) -> None:
-        """Sum the step's monitors on the device; hand them to the logger only every N steps.
+    # --- training -------------------------------------------------------------------------------------
+    def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
+        """The batch's updates, inside one step of the trainer's optimizer (one ``global_step`` a batch).
 
-        ``self.log`` costs about a millisecond a call on CPU, as much as a CD-1 step's maths,
-        so per-step values (this rank's batch) go out only on logging steps, counted like
-        Lightning counts them (global steps, so short epochs under DDP still log), and the
-        epoch means, summed over ranks, at the epoch's end.
+        The SGD object holds the hyper-parameters and the momentum buffers; :func:`~dbn.update.cd_update`
+        applies each update itself and leaves ``.grad`` unset, so the optimizer's own ``step`` (which
+        runs this closure, then Lightning's ``on_before_optimizer_step`` hooks) has nothing left to do.
         """
-        values = torch.stack([fe_diff, recon if recon is not None else torch.zeros_like(fe_diff), torch.ones_like(fe_diff)])
-        self._sums = values if self._sums is None else self._sums + values
+        self._optimizer().step(closure=lambda: self._updates(batch))
+
+    def _updates(self, batch: tuple[Tensor, ...]) -> None:
+        v_all, mask_all = split_batch(batch)
+        size = int(self.hparams.batch_size or len(v_all))
+        values = None
+        for start in range(0, len(v_all), size):  # the monitors come from the batch's first update
+            mask = None if mask_all is None else mask_all[start:start + size]
+            out = self._update(v_all[start:start + size], mask, monitor=values is None)
+            values = out if values is None else values
+        self._accumulate(values)
+
+    def _update(self, v: Tensor, mask: Tensor | None, monitor: bool = True) -> Tensor | None:
+        """One SGD step on minibatch ``v``; with ``monitor``, returns (free-energy difference, recon error, 1)."""
+        hp, dev = self.hparams, v.device.type
+        # Trainer(precision="bf16-mixed") runs this under autocast: its dtype becomes the update's compute dtype
+        dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
+        sparsity = None
+        if hp.sparsity_target is not None and hp.sparsity_cost > 0:
+            sparsity = partial(sparsity_coefficients, q_running=self.q_running, target=hp.sparsity_target,
+                               cost=hp.sparsity_cost)
+        with torch.autocast(dev, enabled=False):
+            step, fe_diff = cd_update(self.rbm, v, self._optimizer(), k=hp.k, sample_visible=hp.sample_visible,
+                                      chains=self._persistent_chains(v) if hp.persistent else None, mask=mask,
+                                      sparsity=sparsity, dtype=dtype, average=self._average(), monitor=monitor)
+            if not monitor:
+                return None
+            recon = None if step.recon is None else squared_error(v, step.recon, mask).mean()
         self._has_recon = recon is not None
+        fe_diff = fe_diff.float()
+        return torch.stack([fe_diff, fe_diff.new_zeros(()) if recon is None else recon.float(), fe_diff.new_ones(())])
+
+    def _average(self):
+        """Under DDP: the mean over ranks of a flat gradient tensor (one all-reduce per update); None in one process."""
+        trainer = self._trainer
+        if trainer is None or trainer.world_size == 1:
+            return None
+        return partial(trainer.strategy.reduce, reduce_op="mean")
+
+    def _optimizer(self):
+        """The trainer's optimizer, or this module's own when steps are called by hand (no trainer)."""
+        if self._trainer is not None:
+            return self.optimizers()
+        if self._own_optimizer is None:
+            self._own_optimizer = self.configure_optimizers()
+        return self._own_optimizer
+
+    def _accumulate(self, values: Tensor) -> None:
+        """Sum the monitors on the device; hand them to the logger only on Lightning's logging batches.
+
+        The monitors (free-energy difference and reconstruction error) are measured on the first
+        update of every loader batch: computing them costs about as much as the rest of the update's
+        elementwise work, so with ``steps_per_batch`` updates a batch they are a 1-in-``steps_per_batch``
+        sample of the updates (every update when it is 1). ``self.log`` costs about a millisecond a
+        call on CPU, as much as a CD-1 update's maths, so the per-batch values go out only on the
+        batches Lightning writes (every ``log_every_n_steps`` loader batches), and the epoch means,
+        summed over ranks, at the epoch's end.
+        """
+        self._sums = values if self._sums is None else self._sums + values
         trainer = self._trainer  # None when a step is called by hand: nothing to log to
-        if trainer is not None and (self.global_step + 1) % trainer.log_every_n_steps == 0:
-            self.log(f"{self.prefix}/train/free_energy_diff_step", fe_diff, on_step=True, on_epoch=False)
-            if recon is not None:
-                self.log(f"{self.prefix}/train/recon_error_step", recon, on_step=True, on_epoch=False, prog_bar=True)
+        if trainer is not None and (trainer.fit_loop.total_batch_idx + 1) % trainer.log_every_n_steps == 0:
+            self.log(f"{self.prefix}/train/free_energy_diff_step", values[0], on_step=True, on_epoch=False)
+            if self._has_recon:
+                self.log(f"{self.prefix}/train/recon_error_step", values[1], on_step=True, on_epoch=False, prog_bar=True)
 
     def on_train_epoch_end(self) -> None:
         if self._sums is None:
@@ -143,26 +215,24 @@ class RBMModule(L.LightningModule):
             wrapped.broadcast_buffers = False
 
     def on_train_epoch_start(self) -> None:
-        hp = self.hparams
-        m = momentum_at(self.current_epoch, hp.momentum, hp.final_momentum, hp.momentum_switch_epoch)
-        opt = self.optimizers()
-        for group in opt.param_groups:
-            group["momentum"] = m
+        """The epoch's momentum and learning rate, pure functions of the epoch (so a resumed run gets them too)."""
+        hp, epoch = self.hparams, self.current_epoch
+        m = momentum_at(epoch, hp.momentum, hp.final_momentum, hp.momentum_switch_epoch)
+        lr = hp.lr * lr_factor(hp.lr_schedule, epoch, hp.epochs, hp.lr_final)
+        for group in self._optimizer().param_groups:
+            group["momentum"], group["lr"] = m, lr
         log_synced(self, f"{self.prefix}/momentum", m, on_step=False, on_epoch=True)  # the same on every rank
-        log_synced(self, f"{self.prefix}/lr", opt.param_groups[0]["lr"], on_step=False, on_epoch=True)
+        log_synced(self, f"{self.prefix}/lr", lr, on_step=False, on_epoch=True)
 
-    def configure_optimizers(self):
+    def configure_optimizers(self) -> torch.optim.Optimizer:
         hp, rbm = self.hparams, self.rbm
         groups = [
             {"params": [rbm.weight], "weight_decay": hp.weight_decay},
             {"params": [p for p in (rbm.visible_bias, rbm.hidden_bias, rbm.log_variance) if p is not None],
              "weight_decay": 0.0},
         ]
-        opt = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda epoch: lr_factor(hp.lr_schedule, epoch, hp.epochs, hp.lr_final)
-        )
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        # the hyper-parameters and momentum buffers of dbn.update.cd_update, which applies torch SGD's arithmetic
+        return torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum)
 
     # --- monitoring -------------------------------------------------------------------------------------
     def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int, dataloader_idx: int = 0) -> None:
@@ -213,9 +283,16 @@ def squared_error(v: Tensor, recon: Tensor, mask: Tensor | None = None) -> Tenso
 
 
 def check_schedule(*, k=1, n_chains=100, lr=0.05, momentum=0.5, final_momentum=0.9, weight_decay=0.0,
-                   sparsity_target=None, sparsity_cost=0.0, lr_schedule="constant", lr_final=0.1, epochs=10, **_) -> None:
+                   sparsity_target=None, sparsity_cost=0.0, lr_schedule="constant", lr_final=0.1, epochs=10,
+                   batch_size=None, steps_per_batch=1, **_) -> None:
     """Reject an impossible layer schedule with a message naming the key and the fix (other keys are ignored)."""
     problems = []
+    if batch_size is not None and int(batch_size) < 1:
+        problems.append(f"batch_size must be >= 1, got {batch_size}")
+    if int(steps_per_batch) < 1:
+        problems.append(f"steps_per_batch must be >= 1 (SGD updates per loader batch), got {steps_per_batch}")
+    elif int(steps_per_batch) > 1 and batch_size is None:
+        problems.append(f"steps_per_batch={steps_per_batch} needs a batch_size to split the loader batches by")
     if int(k) < 1:
         problems.append(f"k must be >= 1 (Gibbs sweeps per update), got {k}")
     if int(n_chains) < 1:
