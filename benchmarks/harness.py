@@ -97,11 +97,16 @@ def _epoch_clock():
     return EpochClock()
 
 
-def steps_per_batch_default() -> int:
-    """``pretrain.steps_per_batch`` of conf/pretrain/default.yaml: the updates per Lightning batch a user gets."""
+def _conf(name: str):
+    """A file of the project's conf/ (the defaults a user gets)."""
     from omegaconf import OmegaConf
 
-    return int(OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "pretrain" / "default.yaml").steps_per_batch)
+    return OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / name)
+
+
+def steps_per_batch_default() -> int:
+    """``pretrain.steps_per_batch`` of conf/pretrain/default.yaml: the updates per Lightning batch a user gets."""
+    return int(_conf("pretrain/default.yaml").steps_per_batch)
 
 
 def lightning_run(x: Tensor, hidden: int, batch: int, epochs: int, seed: int = 0, precision: str = "fp32",
@@ -239,12 +244,13 @@ def finetune_lightning_run(x: Tensor, y: Tensor, batch: int, epochs: int, seed: 
     from dbn.data.base import batch_loader
     from dbn.training.finetune import FineTuneModule
 
-    module = FineTuneModule(_finetune_net(seed), dropout=0.2)
+    steps = int(_conf("finetune/default.yaml").steps_per_batch)
+    module = FineTuneModule(_finetune_net(seed), dropout=0.2, batch_size=batch, steps_per_batch=steps)
     clock = _epoch_clock()
     trainer = L.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, log_every_n_steps=25,
                         accelerator="cpu", devices=1, callbacks=[clock])
-    trainer.fit(module, train_dataloaders=batch_loader(x, y, batch_size=batch, shuffle=True))
+    trainer.fit(module, train_dataloaders=batch_loader(x, y, batch_size=module.loader_batch_size, shuffle=True))
     return {"periods": clock.periods}
 
 

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dbn.io import atomic_save
@@ -121,8 +120,8 @@ class DBN(nn.Module):
         h = x
         for rbm in layers:
             h = rbm.hidden_mean(h)
-            if dropout > 0:
-                h = F.dropout(h, dropout, self.training)
+            if dropout > 0 and self.training:
+                h = _dropout(h, dropout)
         return h
 
     def forward(self, x: Tensor, dropout: float = 0.0) -> Tensor:
@@ -259,3 +258,15 @@ def _glorot_(weight: Tensor, generator: torch.Generator | None) -> None:
     with torch.no_grad():
         bound = (6.0 / sum(weight.shape)) ** 0.5
         weight.copy_(torch.rand(weight.shape, generator=generator) * 2 * bound - bound)
+
+
+def _dropout(h: Tensor, p: float) -> Tensor:
+    """Inverted dropout, h · 1[r ≥ p] / (1 - p) with r ~ U(0, 1): ``F.dropout``'s distribution.
+
+    torch's CPU dropout draws its mask with ``bernoulli_``, about twice the time of a uniform draw and
+    a compare (1.5 ms against 0.7 ms for a 100 x 2000 batch on 2 cores), a seventh of a fine-tuning
+    step of the 784-500-500-2000 net.
+    """
+    keep = torch.rand(h.shape, dtype=h.dtype, device=h.device).ge_(p).mul_(1.0 / (1.0 - p))
+    return h * keep
+

@@ -6,10 +6,11 @@ The gradient of the log-likelihood of an RBM is
 
 so minimising ``F(v_data) - F(v_model)`` by gradient descent, with ``v_model``
 held fixed, follows the CD estimate: for the weight of Bernoulli units
-ΔW ∝ <h vᵀ>_data - <h vᵀ>_model with h replaced by p(h | v). The free energies
-are computed from the hidden pre-activations the chain computes anyway, so a
-CD-1 step costs five matrix products: c + W·v_data, the reconstruction, the
-negative pre-activation, and the two weight-gradient products of backward.
+ΔW ∝ <h vᵀ>_data - <h vᵀ>_model with h replaced by p(h | v). :func:`cd_loss` is that
+surrogate, the reference; :func:`cd_gradients` is its gradient in closed form for every
+unit type, which the training path uses (no autograd graph). A CD-1 step costs five
+matrix products' work: c + W·v_data, the reconstruction, the negative pre-activation,
+and the weight gradient (two products under autograd, one stacked product in closed form).
 
 Missing values (a ``mask``, 1 = observed): each case is its own RBM over its observed
 entries, sharing the weights (Salakhutdinov, Mnih & Hinton 2007). The data are

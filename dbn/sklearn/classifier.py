@@ -24,6 +24,9 @@ from dbn.dbn import DBN
 from dbn.sklearn._common import FLOATS, check_unit_interval, map_rows, quiet_lightning, tensor, torch_device, torch_seed
 
 
+#: optimizer steps per Lightning batch in both stages (dbn-train's default: pretrain/finetune.steps_per_batch)
+STEPS_PER_BATCH = 10
+
 class DBNClassifier(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
     """A DBN pretrained greedily (CD-k per layer) and fine-tuned with a softmax head by backprop.
 
@@ -147,7 +150,8 @@ class DBNClassifier(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, Transforme
 
         shared = {"epochs": self.pretrain_epochs, "lr": self.pretrain_lr, "k": self.pretrain_k,
                   "batch_size": self.pretrain_batch_size, "momentum": self.pretrain_momentum,
-                  "final_momentum": self.pretrain_final_momentum, "weight_decay": self.pretrain_weight_decay}
+                  "final_momentum": self.pretrain_final_momentum, "weight_decay": self.pretrain_weight_decay,
+                  "steps_per_batch": STEPS_PER_BATCH}
         schedules = layer_schedules(shared, None, len(model.layers))
         return greedy_pretrain(model, x, None, schedules, lambda i, schedule: self._trainer(schedule["epochs"]))
 
@@ -155,8 +159,9 @@ class DBNClassifier(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, Transforme
         from dbn.data.base import batch_loader
         from dbn.training.finetune import FineTuneModule
 
-        module = FineTuneModule(model, optimizer=partial(torch.optim.Adam, lr=self.finetune_lr, fused=True), dropout=self.dropout)
-        loader = batch_loader(x, codes, batch_size=self.finetune_batch_size, shuffle=True)
+        module = FineTuneModule(model, optimizer=partial(torch.optim.Adam, lr=self.finetune_lr, fused=True),
+                                dropout=self.dropout, batch_size=self.finetune_batch_size, steps_per_batch=STEPS_PER_BATCH)
+        loader = batch_loader(x, codes, batch_size=module.loader_batch_size, shuffle=True)
         self._trainer(self.finetune_epochs).fit(module, train_dataloaders=loader)
 
     # --- inference ------------------------------------------------------------------------------------

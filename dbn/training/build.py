@@ -64,7 +64,7 @@ def check_config(cfg: DictConfig) -> None:
         schedules(cfg, len(cfg.model.hidden))
     if enabled(cfg.get("finetune")):
         ft = cfg.finetune
-        for key in ("epochs", "batch_size"):
+        for key in ("epochs", "batch_size", "steps_per_batch"):
             if int(ft[key]) < 1:
                 raise ConfigError(f"finetune.{key} must be >= 1, got {ft[key]}")
         for key in FINETUNE_FRACTIONS:
@@ -156,7 +156,8 @@ def finetune_module(cfg: DictConfig, net: DBN) -> FineTuneModule:
     return FineTuneModule(net, optimizer=instantiate_checked(ft.optimizer, "finetune.optimizer"),
                           scheduler=instantiate_checked(ft.scheduler, "finetune.scheduler") if ft.scheduler else None,
                           dropout=float(ft.dropout), augment=augment(cfg), input_dropout=float(ft.input_dropout),
-                          label_smoothing=float(ft.label_smoothing))
+                          label_smoothing=float(ft.label_smoothing), batch_size=int(ft.batch_size),
+                          steps_per_batch=int(ft.steps_per_batch))
 
 
 def finetune_trainer(cfg: DictConfig, n_train: int, has_val: bool) -> L.Trainer:
@@ -165,7 +166,8 @@ def finetune_trainer(cfg: DictConfig, n_train: int, has_val: bool) -> L.Trainer:
     if has_val:
         monitors |= {"val_loss": "finetune/val/loss", "val_acc": "finetune/val/acc"}
     return trainer(cfg, "finetune", int(cfg.finetune.epochs), callbacks(cfg, "finetune", has_val), has_val,
-                   StageProgress("finetune", monitors), n_train=n_train, batch_size=int(cfg.finetune.batch_size))
+                   StageProgress("finetune", monitors), n_train=n_train,
+                   batch_size=int(cfg.finetune.batch_size) * int(cfg.finetune.steps_per_batch))
 
 
 # --- trainers -----------------------------------------------------------------------------------------

@@ -36,6 +36,11 @@ class FineTuneModule(L.LightningModule):
         log_prefix: prefix of the logged names.
         augment: training images only: ``{"hflip": bool, "shift": pixels}``, random left-right flips and
             translations of the (square) input images; see :func:`dbn.data.augment.augment_images`.
+        batch_size: rows of one optimizer step; None: one step per loader batch, whatever its size.
+        steps_per_batch: optimizer steps per loader batch; the data module serves ``batch_size × steps_per_batch``
+            rows a batch (:attr:`loader_batch_size`) and each ``batch_size`` of them is one step. Lightning's
+            per-batch bookkeeping is then paid once per ``steps_per_batch`` steps (manual optimisation: forward,
+            ``manual_backward`` (gradients averaged across ranks under DDP), ``optimizer.step``).
     """
 
     def __init__(
@@ -48,6 +53,8 @@ class FineTuneModule(L.LightningModule):
         augment: dict | None = None,
         input_dropout: float = 0.0,
         label_smoothing: float = 0.0,
+        batch_size: int | None = None,
+        steps_per_batch: int = 1,
     ) -> None:
         super().__init__()
         if dbn.head is None:
@@ -58,7 +65,12 @@ class FineTuneModule(L.LightningModule):
             raise ValueError(f"input_dropout must be in [0, 1), got {input_dropout}")
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        if batch_size is not None and int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if int(steps_per_batch) < 1 or (int(steps_per_batch) > 1 and batch_size is None):
+            raise ValueError(f"steps_per_batch must be >= 1, and needs a batch_size when > 1; got {steps_per_batch}")
         self.save_hyperparameters(ignore=["dbn", "optimizer", "scheduler"])
+        self.automatic_optimization = False  # several steps a loader batch: see training_step
         self.dbn, self.optimizer_factory, self.scheduler_factory = dbn, optimizer, scheduler
         self._frozen: list[torch.nn.Parameter] = []
         self.dropout, self.prefix = float(dropout), log_prefix
@@ -125,6 +137,10 @@ class FineTuneModule(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")
+        # manual optimisation: the epoch's scheduler step is ours (Lightning's own comes at this point too)
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:
+            scheduler.step()
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch("val")
@@ -132,8 +148,27 @@ class FineTuneModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
 
+    @property
+    def loader_batch_size(self) -> int | None:
+        """Rows of one loader batch: ``batch_size × steps_per_batch`` (None without a batch size)."""
+        hp = self.hparams
+        return None if hp.batch_size is None else int(hp.batch_size) * int(hp.steps_per_batch)
+
     def training_step(self, batch, batch_idx):
-        return self._shared_step(batch, "train")
+        """One optimizer step per ``batch_size`` rows of the loader batch (the closure form serves L-BFGS too)."""
+        x_all, y_all = batch
+        size = int(self.hparams.batch_size or len(x_all))
+        opt = self.optimizers()
+        for start in range(0, len(x_all), size):
+            minibatch = (x_all[start:start + size], y_all[start:start + size])
+
+            def closure(minibatch=minibatch):
+                opt.zero_grad(set_to_none=True)
+                loss = self._shared_step(minibatch, "train")
+                self.manual_backward(loss)
+                return loss
+
+            opt.step(closure=closure)
 
     def validation_step(self, batch, batch_idx):
         self._shared_step(batch, "val")

@@ -145,8 +145,8 @@ def finetune(cfg: DictConfig, model: DBN, dm: TensorDataModule, run_dir: RunDir)
         Epochs, seconds, the best epoch's monitored score and checkpoint, test accuracy and loss.
     """
     has_val = dm.val_x is not None
-    dm.batch_size = int(cfg.finetune.batch_size)
     module = build.finetune_module(cfg, model)
+    dm.batch_size = module.loader_batch_size  # finetune.steps_per_batch steps of finetune.batch_size rows each
     n_train = len(dm.train_x) if dm.labelled_idx is None else len(dm.labelled_idx)
     trainer = build.finetune_trainer(cfg, n_train, has_val)
     fit_args = resume.attach(trainer, run_dir.stage_checkpoint("finetune"))
