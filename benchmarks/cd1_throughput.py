@@ -38,39 +38,52 @@ import harness
 import memory
 import scaling
 
-PARTS = ("memory", "main", "extra", "recon", "scaling", "gpu")
+PARTS = ("memory", "main", "extra", "recon", "finetune", "compile", "scaling", "gpu")
 ROWS = {"a": "(a) dbn RBMModule + Lightning Trainer", "b": "(b) dbn maths, plain PyTorch loop",
+        "e": "(e) autograd formulation (cd_loss + backward + torch SGD), plain loop",
         "c": "(c) scikit-learn BernoulliRBM (float32)", "d": "(d) ceiling: matmul rate / FLOPs of one CD-1 sample"}
-GOAL_AB, GOAL_AC, GOAL_RECON = 0.95, 1.15, 0.02
+GOAL_AB, GOAL_AC, GOAL_RECON, GOAL_AD = 0.95, 1.15, 0.02, {100: 0.75, 1000: 0.9}
+GOAL_BF16 = 1.6
 QUICK = {"limit": 3000, "repeats": 1, "warmup": 1, "bf16_epochs": 2, "memory_size": 1000, "memory_epochs": 2,
-         "scaling_base": 1000, "gpu_repeats": 1, "matmul_seconds": 0.2}
+         "scaling_base": 1000, "gpu_repeats": 1, "matmul_seconds": 0.2, "finetune_size": 1000, "compile_size": 1000}
 SUBSET = " (a subset: trial numbers only)"
 
 
 # --- 1 and 2: throughput ---------------------------------------------------------------------------------------
 def measure(x: torch.Tensor, precision: str, batch: int, hidden: int, args, with_sklearn: bool,
-            device: str = "cpu") -> dict:
-    """Rows (a), (b), (c) (fp32 on the CPU only) and (d) of one configuration, with their ratios."""
+            device: str = "cpu", compiled: bool = False) -> dict:
+    """Rows (a), (b), (e), (c) (fp32 on the CPU only) and (d) of one configuration, with their ratios.
+
+    ``compiled``: (a) with ``RBMModule(compile=True)`` and (b) with the update under ``torch.compile``; no (e), (c).
+    """
     n, epochs = len(x), args.warmup + args.repeats
-    name = f"{precision}, batch {batch}, {hidden} hidden" + (f", {device}" if device != "cpu" else "")
+    name = (f"{precision}, batch {batch}, {hidden} hidden" + (f", {device}" if device != "cpu" else "")
+            + (", pretrain.compile=true" if compiled else ""))
     harness.progress(f"throughput: {name}")
     rows = {}
-    a = harness.lightning_run(x, hidden, batch, epochs, args.seed, precision, device)
+    a = harness.lightning_run(x, hidden, batch, epochs, args.seed, precision, device, compile=compiled)
     rows["a"] = {"samples_per_s": harness.steady_rate(n, a["periods"], args.warmup), "epoch_s": a["periods"],
                  "fit_overhead_s": a["fit_overhead_s"]}
-    b = harness.plain_run(x, hidden, batch, epochs, args.seed, precision, device)
+    b = harness.plain_run(x, hidden, batch, epochs, args.seed, precision, device, compiled=compiled)
     rows["b"] = {"samples_per_s": harness.steady_rate(n, b["periods"], args.warmup), "epoch_s": b["periods"]}
-    if with_sklearn and precision == "fp32" and device == "cpu":
+    if not compiled:
+        e = harness.plain_run(x, hidden, batch, epochs, args.seed, precision, device, autograd=True)
+        rows["e"] = {"samples_per_s": harness.steady_rate(n, e["periods"], args.warmup), "epoch_s": e["periods"]}
+    if with_sklearn and precision == "fp32" and device == "cpu" and not compiled:
         rows["c"] = harness.sklearn_run(x, hidden, batch, args.repeats)
     flops = harness.matmul_rate(x.shape[1], hidden, batch, harness.PRECISIONS[precision][1], device,
                                 seconds=args.matmul_seconds, repeats=args.repeats)
     rows["d"] = {"samples_per_s": flops / harness.cd1_flops(x.shape[1], hidden), "matmul_flops": flops}
-    ratios = {f"a/{k}": rows["a"]["samples_per_s"] / rows[k]["samples_per_s"] for k in ("b", "c", "d") if k in rows}
+    ratios = {f"a/{k}": rows["a"]["samples_per_s"] / rows[k]["samples_per_s"] for k in ("b", "c", "d", "e") if k in rows}
+    if "e" in rows:
+        ratios["b/e"] = rows["b"]["samples_per_s"] / rows["e"]["samples_per_s"]
     goals = {f"a/b >= {GOAL_AB}": ratios["a/b"] >= GOAL_AB}
+    if precision == "fp32" and batch in GOAL_AD:
+        goals[f"a/d >= {GOAL_AD[batch]}"] = ratios["a/d"] >= GOAL_AD[batch]
     if "a/c" in ratios:
         goals[f"a/c >= {GOAL_AC}"] = ratios["a/c"] >= GOAL_AC
     return {"config": name, "precision": precision, "batch": batch, "hidden": hidden, "device": device,
-            "rows": rows, "ratios": ratios, "goals": goals}
+            "compiled": compiled, "rows": rows, "ratios": ratios, "goals": goals}
 
 
 def _note(key: str, row: dict, cfg: dict, n_visible: int) -> str:
@@ -98,11 +111,29 @@ def throughput_tables(results: list[dict], n: int, n_visible: int, args) -> str:
     ratio_rows = []
     for cfg in results:
         ab, ac, ad = cfg["ratios"]["a/b"], cfg["ratios"].get("a/c"), cfg["ratios"]["a/d"]
+        ad_goal = GOAL_AD.get(cfg["batch"]) if cfg["precision"] == "fp32" and not cfg["compiled"] else None
         ratio_rows.append([cfg["config"], f"{ab:.2f}", _goal(ab, GOAL_AB), "-" if ac is None else f"{ac:.2f}",
-                           _goal(ac, GOAL_AC), f"{ad:.2f}"])
+                           _goal(ac, GOAL_AC), f"{ad:.2f}", "-" if ad_goal is None else f">= {ad_goal}: "
+                           + _goal(ad, ad_goal), f"{cfg['ratios']['b/e']:.2f}" if "b/e" in cfg["ratios"] else "-"])
+    bf16 = "".join(f"\n\n{name} vs fp32 (eager): (a) Lightning {a:.2f}x (goal >= {GOAL_BF16}x: {_goal(a, GOAL_BF16)}); "
+                   f"(b) plain loop {b:.2f}x" for name, a, b in _bf16_speedups(results))
     return (head + harness.markdown(["config", "setup", "samples/s", "s / epoch", "note"], rows) + "\n\n"
             + harness.markdown(["config", "(a)/(b)", f"goal (a)/(b) >= {GOAL_AB}", "(a)/(c)",
-                                f"goal fp32 (a)/(c) >= {GOAL_AC}", "(a)/(d)"], ratio_rows))
+                                f"goal fp32 (a)/(c) >= {GOAL_AC}", "(a)/(d)", "goal (a)/(d)",
+                                "(b)/(e): explicit vs autograd"], ratio_rows)
+            + bf16)
+
+
+def _bf16_speedups(results: list[dict]) -> list[tuple[str, float, float]]:
+    """(bf16 config, its (a) / fp32 (a), its (b) / fp32 (b)) for each bf16 row with an eager fp32 row beside it."""
+    fp32 = {(c["batch"], c["hidden"]): c["rows"] for c in results if c["precision"] == "fp32" and not c["compiled"]}
+    out = []
+    for c in results:
+        ref = fp32.get((c["batch"], c["hidden"]))
+        if c["precision"] == "bf16" and ref:
+            out.append((c["config"], c["rows"]["a"]["samples_per_s"] / ref["a"]["samples_per_s"],
+                        c["rows"]["b"]["samples_per_s"] / ref["b"]["samples_per_s"]))
+    return out
 
 
 # --- 2: bf16 accuracy --------------------------------------------------------------------------------------------
@@ -143,6 +174,57 @@ def recon_table(r: dict, limited: bool) -> str:
                      rel["test_recon_error"], goal])
     return head + harness.markdown(["precision", f"train recon error, epoch {r['epochs']}", "vs fp32",
                                     "test recon error (fp32 eval)", "vs fp32", "goal within 2%"], rows)
+
+
+# --- fine-tuning ----------------------------------------------------------------------------------------------------
+def finetune_part(x: torch.Tensor, y: torch.Tensor, args) -> dict:
+    """The 784-500-500-2000-10 net's fine-tuning step at batch 100: FineTuneModule + Trainer vs the plain loop."""
+    epochs = args.warmup + args.repeats
+    harness.progress("fine-tuning: Lightning")
+    a = harness.finetune_lightning_run(x, y, args.batch, epochs, args.seed)
+    harness.progress("fine-tuning: plain loop")
+    b = harness.finetune_plain_run(x, y, args.batch, epochs, args.seed)
+    flops = harness.matmul_rate(784, 500, args.batch, seconds=args.matmul_seconds, repeats=args.repeats)
+    out = {"n": len(x), "batch": args.batch, "a": harness.steady_rate(len(x), a["periods"], args.warmup),
+           "b": harness.steady_rate(len(x), b["periods"], args.warmup), "matmul_flops": flops,
+           "epoch_s": {"a": a["periods"], "b": b["periods"]}}
+    out["ceiling"] = flops / harness.finetune_flops()
+    return out
+
+
+def finetune_table(r: dict, limited: bool) -> str:
+    head = (f"### Fine-tuning 784-500-500-2000-10 (fused Adam, dropout 0.2, cross-entropy), batch {r['batch']}: "
+            f"Fashion-MNIST {r['n']:,} images{SUBSET if limited else ''}; median epochs after warm-up\n\n")
+    rows = [["(a) dbn FineTuneModule + Lightning Trainer", f"{r['a']:,.0f}", f"{r['a'] / r['ceiling']:.2f}"],
+            ["(b) the same net and work, plain PyTorch loop", f"{r['b']:,.0f}", f"{r['b'] / r['ceiling']:.2f}"],
+            ["ceiling: matmul rate / FLOPs of one sample's step", f"{r['ceiling']:,.0f}", "1.00"]]
+    ab = r["a"] / r["b"]
+    return (head + harness.markdown(["setup", "samples/s", "/ ceiling"], rows)
+            + f"\n\n(a)/(b) = {ab:.2f} (goal >= {GOAL_AB}: {_goal(ab, GOAL_AB)})")
+
+
+# --- torch.compile --------------------------------------------------------------------------------------------------
+def compile_part(x: torch.Tensor, args) -> dict:
+    """The plain loop's update under torch.compile (inductor) against eager, fp32 and bf16: first-call cost, rate."""
+    out = {}
+    for precision in ("fp32", "bf16"):
+        harness.progress(f"compile: {precision}")
+        epochs = args.warmup + args.repeats
+        eager = harness.plain_run(x, args.hidden, args.batch, epochs, args.seed, precision)
+        comp = harness.plain_run(x, args.hidden, args.batch, epochs, args.seed, precision, compiled=True)
+        out[precision] = {"eager": harness.steady_rate(len(x), eager["periods"], args.warmup),
+                          "compiled": harness.steady_rate(len(x), comp["periods"], args.warmup),
+                          "first_epoch_s": {"eager": eager["periods"][0], "compiled": comp["periods"][0]}}
+    return out
+
+
+def compile_table(r: dict, n: int, batch: int) -> str:
+    head = (f"### torch.compile of the CD-1 update (plain loop, inductor on this CPU), batch {batch}, {n:,} images: "
+            f"samples/s after the warm-up epoch; the first epoch includes compilation\n\n")
+    rows = [[p, f"{v['eager']:,.0f}", f"{v['compiled']:,.0f}", f"{v['compiled'] / v['eager']:.2f}",
+             f"{v['first_epoch_s']['eager']:.1f}", f"{v['first_epoch_s']['compiled']:.1f}"] for p, v in r.items()]
+    return head + harness.markdown(["precision", "eager samples/s", "compiled samples/s", "compiled / eager",
+                                    "first epoch s, eager", "first epoch s, compiled"], rows)
 
 
 # --- 5: GPU ----------------------------------------------------------------------------------------------------------
@@ -191,6 +273,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--gpu-repeats", type=int, default=10, help="timed epochs per GPU row (default 10)")
     add("--matmul-seconds", type=float, default=1.0,
         help="seconds of each of --repeats windows timing the ceiling's matmul rate (default 1)")
+    add("--finetune-size", type=int, default=20000, help="training images of the fine-tuning table (default 20000)")
+    add("--compile-size", type=int, default=20000, help="training images of the torch.compile table (default 20000)")
     add("--no-sklearn", action="store_true", help="leave out row (c)")
     add("--parts", nargs="+", choices=PARTS, default=list(PARTS),
         help=f"tables to make (default all: {' '.join(PARTS)})")
@@ -224,14 +308,22 @@ def main(argv: list[str] | None = None) -> None:
     x, test_x = harness.load_fashion_mnist(args.limit)
     configs = [("fp32", args.batch, args.hidden)] if "main" in args.parts else []
     if "extra" in args.parts:
-        configs += [("bf16", args.batch, args.hidden), ("fp32", args.extra_batch, args.hidden),
-                    ("fp32", args.batch, args.extra_hidden)]
+        configs += [("bf16", args.batch, args.hidden), ("bf16", args.batch, args.hidden, True),
+                    ("fp32", args.extra_batch, args.hidden), ("fp32", args.batch, args.extra_hidden)]
     if configs:
-        report["throughput"] = [measure(x, *c, args, with_sklearn=not args.no_sklearn) for c in configs]
+        report["throughput"] = [measure(x, *c[:3], args, with_sklearn=not args.no_sklearn, compiled=c[3:] == (True,))
+                                for c in configs]
         emit(throughput_tables(report["throughput"], len(x), x.shape[1], args))
     if "recon" in args.parts and args.bf16_epochs > 0:
         report["bf16_recon"] = bf16_recon(x, test_x, args.hidden, args.batch, args.bf16_epochs, args.seed)
         emit(recon_table(report["bf16_recon"], bool(args.limit)))
+    if "finetune" in args.parts:
+        x_ft, _, y_ft = harness.load_fashion_mnist(min(args.finetune_size, args.limit or args.finetune_size), labels=True)
+        report["finetune"] = finetune_part(x_ft, y_ft, args)
+        emit(finetune_table(report["finetune"], bool(args.limit)))
+    if "compile" in args.parts:
+        report["compile"] = compile_part(x[: args.compile_size], args)
+        emit(compile_table(report["compile"], min(args.compile_size, len(x)), args.batch))
     if "scaling" in args.parts:
         report["scaling"] = scaling.run_scaling(x, args.scaling_base, args.scaling_hidden_sizes,
                                                 args.scaling_data_factors, args.hidden, args.batch, args.warmup,

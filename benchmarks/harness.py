@@ -110,7 +110,8 @@ def steps_per_batch_default() -> int:
 
 
 def lightning_run(x: Tensor, hidden: int, batch: int, epochs: int, seed: int = 0, precision: str = "fp32",
-                  device: str = "cpu", callbacks: tuple = (), steps_per_batch: int | None = None) -> dict:
+                  device: str = "cpu", callbacks: tuple = (), steps_per_batch: int | None = None,
+                  compile: bool = False) -> dict:
     """Train RBMModule (its defaults: CD-1, lr 0.05, momentum 0.5, weight decay 2e-4) through Lightning's Trainer.
 
     ``steps_per_batch`` updates of ``batch`` rows per Lightning batch (default: the config's, as ``dbn-train`` runs).
@@ -126,7 +127,7 @@ def lightning_run(x: Tensor, hidden: int, batch: int, epochs: int, seed: int = 0
     torch.manual_seed(seed)
     steps = steps_per_batch_default() if steps_per_batch is None else steps_per_batch
     module = RBMModule(RBM(x.shape[1], hidden), epochs=epochs, log_prefix="bench", batch_size=batch,
-                       steps_per_batch=steps)
+                       steps_per_batch=steps, compile=compile)
     clock = _epoch_clock()
     trainer = L.Trainer(max_epochs=epochs, precision=PRECISIONS[precision][0], logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
@@ -164,7 +165,7 @@ def check_same_optimizer(rbm, opt) -> None:
 
 
 def plain_run(x: Tensor, hidden: int, batch: int, epochs: int, seed: int = 0, precision: str = "fp32",
-              device: str = "cpu", autograd: bool = False) -> dict:
+              device: str = "cpu", autograd: bool = False, compiled: bool = False) -> dict:
     """RBMModule's work without Lightning: CD-1 updates (``dbn.update.cd_update``), the recon-error monitor.
 
     bf16 runs every update on a bfloat16 working copy of the RBM (``cd_update(dtype=torch.bfloat16)``), as
@@ -172,6 +173,7 @@ def plain_run(x: Tensor, hidden: int, batch: int, epochs: int, seed: int = 0, pr
     are measured on one update in ``steps_per_batch``, as RBMModule measures them (the config's default). ``autograd=True`` is the formulation before
     issue 14, kept as a reference row: the free-energy surrogate ``cd_loss`` and ``backward`` (bf16 under
     ``torch.autocast`` without its cast cache, as Lightning's plugin runs it), then torch's SGD step.
+    ``compiled=True`` runs ``cd_update`` through ``torch.compile`` (inductor), as ``RBMModule(compile=True)``.
     """
     from dbn.rbm import RBM
     from dbn.sampling import cd_loss, contrastive_divergence
@@ -187,6 +189,13 @@ def plain_run(x: Tensor, hidden: int, batch: int, epochs: int, seed: int = 0, pr
     dtype = PRECISIONS[precision][1]
     device_type = torch.device(device).type
     every = steps_per_batch_default()
+
+    run_update = torch.compile(cd_update) if compiled else cd_update  # as RBMModule(compile=True) does
+
+    def update(v: Tensor, monitor: bool):
+        step, loss = run_update(rbm, v, opt, dtype=dtype, monitor=monitor)
+        return loss, None if loss is None else squared_error(v, step.recon).mean()
+
     synchronize(device)
     marks = [time.perf_counter()]
     for epoch in range(epochs):
@@ -207,10 +216,9 @@ def plain_run(x: Tensor, hidden: int, batch: int, epochs: int, seed: int = 0, pr
                 opt.step()
                 loss = loss.detach()
             else:
-                step, loss = cd_update(rbm, v, opt, dtype=dtype, monitor=i % every == 0)
+                loss, recon = update(v, i % every == 0)
                 if loss is None:
                     continue
-                recon = squared_error(v, step.recon).mean()
             values = torch.stack([loss.float(), recon.float(), torch.ones_like(recon, dtype=torch.float32)])
             sums = values if sums is None else sums + values
         if not bool(torch.isfinite(sums).all() & rbm.is_finite()):  # its divergence check, one sync an epoch

@@ -25,6 +25,11 @@ ROW_NAMES = (
     "peak RSS (ru_maxrss)",
     "s / (epoch * 1000 samples)",
     "### GPU",
+    "(e) autograd formulation",
+    "vs fp32 (eager): (a) Lightning",
+    "pretrain.compile=true",
+    "### Fine-tuning 784-500-500-2000-10",
+    "### torch.compile of the CD-1 update",
 )
 
 
@@ -50,7 +55,9 @@ def test_cd1_benchmark_quick_smoke(tmp_path):
     assert not missing, f"rows missing from the tables: {missing}\n{proc.stdout}"
     report = json.loads(out.read_text())
     rates = _numbers(report, "samples_per_s")
-    assert len(rates) >= 15 and all(r > 0 for r in rates)  # 4 configurations x (a)-(d), less (c) for bf16
+    assert len(rates) >= 22 and all(r > 0 for r in rates)  # 4 eager configurations x (a)-(e) less bf16's (c), 1 compiled x 3
+    assert all(report["finetune"][k] > 0 for k in ("a", "b", "ceiling"))
+    assert all(v[k] > 0 for v in report["compile"].values() for k in ("eager", "compiled"))
     assert all(s > 0 for s in _numbers(report, "s_per_epoch")) and len(report["scaling"]["rows"]) == 7
     assert all(m > 0 for m in _numbers(report["memory"], "peak_rss_mib") + _numbers(report["memory"], "rss_mib"))
     assert all(e > 0 for e in _numbers(report["bf16_recon"], "test_recon_error"))

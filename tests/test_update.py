@@ -210,3 +210,26 @@ def test_finetune_steps_per_batch_takes_the_same_steps_as_one_batch_each():
         finals.append([p.detach().clone() for p in net.parameters()])
     for p, q in zip(*finals):
         torch.testing.assert_close(p, q)
+
+
+@pytest.mark.slow
+def test_compiled_update_matches_the_eager_update(monkeypatch):
+    """pretrain.compile: torch.compile(cd_update) takes the same steps (float rounding apart) as the eager update.
+
+    Inductor draws its random numbers from its own generator; ``fallback_random`` makes it use torch's, so that
+    both runs see the same chain and the comparison is of the update's arithmetic.
+    """
+    import torch._inductor.config as inductor_config
+
+    monkeypatch.setattr(inductor_config, "fallback_random", True)
+    x = (torch.rand(40, 12, generator=torch.Generator().manual_seed(0)) < 0.4).float()
+    finals = []
+    for compiled in (False, True):
+        module = RBMModule(RBM(12, 6, generator=torch.Generator().manual_seed(1)), batch_size=10, steps_per_batch=4,
+                           lr=0.1, momentum=0.5, compile=compiled)
+        torch.manual_seed(3)
+        for _ in range(2):
+            module.training_step((x,), 0)
+        finals.append([p.detach().clone() for p in module.rbm.parameters()])
+    for p, q in zip(*finals):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
