@@ -269,4 +269,3 @@ def _dropout(h: Tensor, p: float) -> Tensor:
     """
     keep = torch.rand(h.shape, dtype=h.dtype, device=h.device).ge_(p).mul_(1.0 / (1.0 - p))
     return h * keep
-

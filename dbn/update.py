@@ -1,4 +1,4 @@
-"""One explicit CD-k / PCD-k update: the chain, the closed-form gradient folded into SGD's momentum, the step.
+"""One explicit CD-k / PCD-k update: the chain, the closed-form gradient, and torch SGD's step applied by hand.
 
 torch.optim.SGD (dampening 0, no Nesterov) updates a parameter p with gradient g as
 
@@ -9,9 +9,10 @@ gradient's product writes into one flat gradient tensor (:func:`~dbn.sampling.cd
 and three W-sized passes apply it (u ← g + μ u, u += λ W, W -= η u) without the per-call
 overhead of ``optimizer.step`` (about a third of a millisecond on a 2-core CPU, a tenth of a
 CD-1 update at batch 100). Writing the product into u directly (``addmm`` with β = μ) was
-measured slower on CPU: the GEMM's β pass costs more than a separate elementwise pass. The arithmetic and the state are
-torch's SGD's: the optimizer object holds the learning rate, momentum, weight decay (per group)
-and the buffers, so checkpoints, resume and schedules see an ordinary SGD.
+measured slower on CPU: the GEMM's β pass costs more than a separate elementwise pass. The
+arithmetic and the state are torch's SGD's: the optimizer object holds the learning rate,
+momentum, weight decay (per group) and the buffers, so checkpoints, resume and schedules see
+an ordinary SGD.
 
 Under several processes the gradient is averaged before it enters the momentum: ``average``
 gets one flat tensor holding every parameter's gradient (one all-reduce per update).
@@ -101,6 +102,9 @@ def cd_update(
 
 def _groups(optimizer: torch.optim.SGD, rbm: RBM) -> dict[str, tuple[Tensor, dict]]:
     """Each parameter of ``rbm`` by name with its optimizer group; refuses what this update does not implement."""
+    if not isinstance(optimizer, torch.optim.SGD):
+        raise TypeError(f"cd_update applies torch.optim.SGD's update and needs an SGD optimizer, got "
+                        f"{type(optimizer).__name__}; for another optimizer write cd_gradients' result into .grad")
     owner = {id(p): g for g in optimizer.param_groups for p in g["params"]}
     out = {}
     for name, p in rbm.named_parameters():

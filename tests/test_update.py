@@ -123,6 +123,8 @@ def test_cd_update_refuses_momentum_variants_it_does_not_implement():
     rbm = perturbed_rbm("bernoulli", "bernoulli")
     with pytest.raises(ValueError, match="nesterov"):
         cd_update(rbm, data_for(rbm), torch.optim.SGD(rbm.parameters(), lr=0.1, momentum=0.5, nesterov=True))
+    with pytest.raises(TypeError, match="needs an SGD optimizer, got Adam"):
+        cd_update(rbm, data_for(rbm), torch.optim.Adam(rbm.parameters()))
 
 
 def test_bfloat16_update_runs_the_products_in_bfloat16_and_keeps_float32_master_weights():

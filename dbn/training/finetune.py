@@ -112,8 +112,6 @@ class FineTuneModule(L.LightningModule):
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing if stage == "train" else 0.0)
         getattr(self, f"{stage}_acc").update(logits.detach(), y)
         getattr(self, f"{stage}_loss").update(loss.detach(), weight=len(y))
-        if stage == "train" and self._logging_batch():  # this rank's batch; epoch values (all ranks): _log_epoch
-            self.log(f"{self.prefix}/train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
         return loss
 
     def _logging_batch(self) -> bool:
@@ -159,6 +157,7 @@ class FineTuneModule(L.LightningModule):
         x_all, y_all = batch
         size = int(self.hparams.batch_size or len(x_all))
         opt = self.optimizers()
+        loss = None
         for start in range(0, len(x_all), size):
             minibatch = (x_all[start:start + size], y_all[start:start + size])
 
@@ -168,7 +167,9 @@ class FineTuneModule(L.LightningModule):
                 self.manual_backward(loss)
                 return loss
 
-            opt.step(closure=closure)
+            loss = opt.step(closure=closure)
+        if loss is not None and self._logging_batch():  # this rank's last step; epoch values (all ranks): _log_epoch
+            self.log(f"{self.prefix}/train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
 
     def validation_step(self, batch, batch_idx):
         self._shared_step(batch, "val")
