@@ -58,7 +58,7 @@ class RBMModule(L.LightningModule):
             rows a batch (:attr:`loader_batch_size`). Needs ``batch_size``.
         compile: run the update through ``torch.compile`` (inductor fuses its elementwise work; needs a C++
             compiler on CPU and costs seconds to a minute of compilation at the first update). On a 2-core CPU it
-            pays in bfloat16 (about 1.2x) and not in float32 (``benchmarks/cd1_throughput.py``).
+            pays in bfloat16 (about 1.15x) and not in float32 (``benchmarks/cd1_throughput.py``).
         log_prefix: prefix of every logged name; by default ``pretrain/layer{layer_index}``, else ``rbm``.
         layer_index: which layer of a stack this RBM is (0 = the data layer), or None for a lone RBM.
 
