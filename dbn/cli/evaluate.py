@@ -14,7 +14,8 @@ def main(cfg: DictConfig) -> None:
 
     try:
         result = evaluate_run(cfg.run_dir, n_chains=cfg.n_chains, n_betas=cfg.n_betas, seed=cfg.seed, device=cfg.device,
-                              bound_samples=cfg.bound_samples)
+                              bound_samples=cfg.bound_samples,
+                              raise_args={"vectors": cfg.raise_vectors, "chains": cfg.raise_chains, "betas": cfg.raise_betas})
     except (FileNotFoundError, ValueError) as e:
         print(f"dbn-eval: error: {e}", file=sys.stderr)
         sys.exit(2)

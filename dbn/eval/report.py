@@ -11,8 +11,12 @@ import torch
 from dbn.eval.bound import dbn_lower_bound
 from dbn.eval.likelihood import average_log_likelihood, pseudo_log_likelihood
 from dbn.eval.partition import MAX_ENUMERATED_UNITS, ais_log_partition, exact_log_partition
+from dbn.eval.reverse import raise_log_likelihood
 from dbn.rbm import RBM
 from dbn.rundir import RunDir
+
+#: dbn-eval's RAISE defaults (conf/eval.yaml): test vectors, reverse chains per vector, inverse temperatures
+RAISE_DEFAULTS = {"vectors": 100, "chains": 5, "betas": 1000}
 
 def load_run_data(run_dir: str | Path):
     """The run's data module, rebuilt from its saved config (same split, same binarisation)."""
@@ -40,13 +44,27 @@ def _log_z(rbm: RBM, train_x: torch.Tensor, n_chains: int, n_betas: int, seed: i
     return out
 
 
+def _raise_bracket(rbm: RBM, train_x: torch.Tensor, subset: torch.Tensor, log_z: float, raise_args: dict,
+                   seed: int) -> dict:
+    """RAISE's conservative mean log p(v) of ``subset`` beside AIS's (optimistic) one on the same vectors."""
+    start = time.perf_counter()
+    est = raise_log_likelihood(rbm, subset, n_betas=int(raise_args["betas"]), n_chains=int(raise_args["chains"]),
+                               base_data=train_x, seed=seed)
+    return {"raise_vectors": len(subset), "raise_chains": est.n_chains, "raise_betas": est.n_betas,
+            "test_subset_ll_raise": est.log_likelihood, "test_subset_ll_raise_se": est.std_error,
+            "test_subset_ll_ais": average_log_likelihood(rbm, subset, log_z),
+            "raise_seconds": round(time.perf_counter() - start, 2)}
+
+
 @torch.no_grad()
 def rbm_report(rbm: RBM, train_x: torch.Tensor, test_x: torch.Tensor, n_chains: int, n_betas: int, seed: int,
-               test_mask: torch.Tensor | None = None, missing: bool = False) -> dict:
+               test_mask: torch.Tensor | None = None, missing: bool = False, raise_args: dict | None = None) -> dict:
     """Likelihood numbers of one RBM as a model of its data, in nats per sample (densities for real-valued data).
 
     AIS and the pseudo-likelihood need binary units; other RBMs get the exact log Z where it can be
-    computed (Gaussian visible units, at most 25 Bernoulli hidden units). Data with missing values
+    computed (Gaussian visible units, at most 25 Bernoulli hidden units). Binary RBMs also get RAISE's
+    conservative estimate on the first ``raise_args["vectors"]`` test vectors beside AIS's on the same
+    vectors: the two bracket the test log-likelihood (``raise_args`` None or 0 vectors: no RAISE). Data with missing values
     (``missing``) get no likelihoods: a zero-filled row is not a sample of the full visible layer. The
     reconstruction error is always reported, over the observed entries of ``test_mask`` when given.
     """
@@ -65,6 +83,11 @@ def rbm_report(rbm: RBM, train_x: torch.Tensor, test_x: torch.Tensor, n_chains: 
     if is_binary(rbm) and not missing:
         g = torch.Generator().manual_seed(seed)
         out["test_pseudo_ll"] = float(pseudo_log_likelihood(rbm, test_x, generator=g).mean())
+        if raise_args and int(raise_args["vectors"]) > 0:
+            subset = test_x[: int(raise_args["vectors"])]
+            out.update(_raise_bracket(rbm, train_x, subset, log_z, raise_args, seed))
+            if "log_z_exact" in out:  # small models: the truth the bracket should hold
+                out["test_subset_ll_exact"] = average_log_likelihood(rbm, subset, out["log_z_exact"])
     recon = torch.cat([rbm.reconstruct(c.to(rbm.weight)) for c in test_x.split(4096)])
     err = (test_x.to(recon) - recon).square()
     mask = torch.ones_like(err) if test_mask is None else test_mask.to(err)
@@ -73,18 +96,20 @@ def rbm_report(rbm: RBM, train_x: torch.Tensor, test_x: torch.Tensor, n_chains: 
 
 
 def evaluate_run(run_dir: str | Path, n_chains: int = 100, n_betas: int = 14500, seed: int = 0, device: str = "cpu",
-                 bound_samples: int = 10) -> dict:
+                 bound_samples: int = 10, raise_args: dict | None = None) -> dict:
     """Evaluate the first-layer RBM of a run as a generative model, and the classifier if fine-tuned.
 
     For a two-layer DBN, also the variational lower bound on the test log-probability
-    (``bound_samples`` draws from Q(h|v) per test vector, top-layer log Z by AIS).
+    (``bound_samples`` draws from Q(h|v) per test vector, top-layer log Z by AIS). ``raise_args``:
+    RAISE's test vectors, chains and temperatures (:data:`RAISE_DEFAULTS` when None).
     """
     run = RunDir(run_dir)
     dm = run.load_data()
     stack = run.load_model(pretrained=True, map_location=device)
     test_x, test_mask = (dm.test_x, dm.test_mask) if dm.test_x is not None else (dm.val_x, dm.val_mask)
     missing = any(m is not None for m in (dm.train_mask, dm.val_mask, dm.test_mask))
-    report = rbm_report(stack.layers[0], dm.train_x, test_x, n_chains, n_betas, seed, test_mask, missing)
+    report = rbm_report(stack.layers[0], dm.train_x, test_x, n_chains, n_betas, seed, test_mask, missing,
+                        RAISE_DEFAULTS if raise_args is None else raise_args)
     result = {"run_dir": str(run.path), "layer0": report}
     if len(stack.layers) == 2 and all(is_binary(r) for r in stack.layers) and not missing:
         top = stack.layers[1]
@@ -117,6 +142,11 @@ def format_report(result: dict) -> str:
         lines.append("  log-likelihood: not available for these unit types or for data with missing values (AIS needs "
                      f"binary units; exact log Z needs Gaussian or binary visible and at most {MAX_ENUMERATED_UNITS} "
                      "binary hidden units)")
+    if "test_subset_ll_raise" in r:
+        lines.append(f"  test log-likelihood bracket, first {r['raise_vectors']} test vectors: "
+                     f"[{r['test_subset_ll_raise']:.2f}, {r['test_subset_ll_ais']:.2f}] nats (RAISE, conservative, "
+                     f"{r['raise_chains']} chains x {r['raise_betas']} betas; AIS, optimistic)"
+                     + (f", exact {r['test_subset_ll_exact']:.2f}" if "test_subset_ll_exact" in r else ""))
     if "test_pseudo_ll" in r:
         lines.append(f"  test pseudo-log-likelihood: {r['test_pseudo_ll']:.2f}")
     lines.append(f"  test reconstruction error (MSE): {r['test_recon_error']:.4f}")
