@@ -31,6 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from dbn.rbm import RBM
@@ -227,3 +228,84 @@ def sparsity_coefficients(hidden_data: Tensor, q_running: Tensor, target: float,
     """
     q_running.mul_(0.9).add_(hidden_data.mean(0).to(q_running.dtype), alpha=0.1)
     return cost * (q_running - target)
+
+
+def geometric_betas(n_temperatures: int, beta_min: float = 0.1) -> Tensor:
+    """A parallel-tempering ladder 1 = β_0 > β_1 > ... > β_{T-1} = β_min, geometric in β.  -> (T,) float64"""
+    if int(n_temperatures) < 2:
+        raise ValueError(f"n_temperatures must be >= 2, got {n_temperatures}")
+    if not 0 < beta_min < 1:
+        raise ValueError(f"beta_min must be in (0, 1), got {beta_min}")
+    return torch.logspace(0.0, torch.log10(torch.tensor(float(beta_min))).item(), int(n_temperatures),
+                          dtype=torch.float64)
+
+
+@torch.no_grad()
+def parallel_tempering(rbm: RBM, chains: Tensor, betas: Tensor, k: int = 1,
+                       generator: torch.Generator | None = None) -> Tensor:
+    """k sweeps of parallel tempering on binary chains at the temperatures ``betas``, in place.
+
+    Chain t samples p_β(v) ∝ Σ_h exp(-β E(v, h)) with β = ``betas[t]`` (``betas[0]`` = 1 is the
+    model): each sweep is a Gibbs step h ~ sigmoid(β(c + Wv)), v ~ sigmoid(β(b + Wᵀh)) at every
+    temperature, then a swap pass over neighbouring temperatures, even pairs then odd pairs, each
+    swap accepted by the Metropolis rule on the tempered free energies
+    F_β(v) = -β b·v - Σ_j softplus(β (c_j + W_j·v)):
+
+        min(1, exp(F_βt(v_t) + F_βt+1(v_t+1) - F_βt(v_t+1) - F_βt+1(v_t))).
+
+    Args:
+        rbm: a binary RBM.
+        chains: (T, n_chains, n_visible) states, T = len(betas), updated in place; chains[0] are the β = 1 chains
+            that a PCD gradient uses.
+        betas: (T,) inverse temperatures, betas[0] = 1, decreasing (e.g. :func:`geometric_betas`).
+        k: sweeps.
+        generator: random generator.
+
+    Returns:
+        (T - 1,) the fraction of proposed swaps accepted between temperatures t and t + 1.
+
+    References:
+        Desjardins, Courville, Bengio, Vincent & Delalleau (2010), "Tempered Markov chain Monte Carlo for
+        training of restricted Boltzmann machines"; Cho, Raiko & Ilin (2010), "Parallel tempering is efficient
+        for learning restricted Boltzmann machines".
+    """
+    if rbm.visible.name != "bernoulli" or rbm.hidden.name != "bernoulli":
+        raise ValueError(f"parallel tempering needs Bernoulli visible and hidden units, this RBM has "
+                         f"{rbm.visible.name} and {rbm.hidden.name}")
+    n_temps, n_chains, n_visible = chains.shape
+    beta = torch.as_tensor(betas, dtype=chains.dtype, device=chains.device)
+    if beta.shape != (n_temps,) or float(beta[0]) != 1.0:
+        raise ValueError(f"betas must have shape ({n_temps},) with betas[0] = 1, got {tuple(beta.shape)}")
+    W, b, c = rbm.weight, rbm.visible_bias, rbm.hidden_bias
+    col = beta.view(-1, 1, 1)
+    accepted = torch.zeros(n_temps - 1, dtype=chains.dtype, device=chains.device)
+    proposed = torch.zeros_like(accepted)
+    v = chains
+    for _ in range(k):
+        pre_h = torch.addmm(c, v.reshape(-1, n_visible), W.t()).view(n_temps, n_chains, -1)
+        h = rbm.hidden.sample(torch.sigmoid(col * pre_h), generator)
+        pre_v = torch.addmm(b, h.reshape(n_temps * n_chains, -1), W).view(n_temps, n_chains, n_visible)
+        v = rbm.visible.sample(torch.sigmoid(col * pre_v), generator)
+        pre = torch.addmm(c, v.reshape(-1, n_visible), W.t()).view(n_temps, n_chains, -1)
+        bv = v @ b  # (T, n)
+        for parity in (0, 1):
+            lo = torch.arange(parity, n_temps - 1, 2, device=v.device)
+            if len(lo) == 0:
+                continue
+            hi = lo + 1
+            b_lo, b_hi = beta[lo].view(-1, 1), beta[hi].view(-1, 1)
+
+            def free(rows, bt):  # F_β of the states at temperatures ``rows``, at inverse temperature bt
+                return -bt * bv[rows] - F.softplus(bt.unsqueeze(-1) * pre[rows]).sum(-1)
+
+            log_a = free(lo, b_lo) + free(hi, b_hi) - free(hi, b_lo) - free(lo, b_hi)
+            r = torch.rand(log_a.shape, generator=generator, device=v.device, dtype=v.dtype)
+            swap = torch.log(r) < log_a  # (pairs, n)
+            for name, t in (("v", v), ("pre", pre), ("bv", bv)):
+                a, z = t[lo], t[hi]
+                mask = swap if t.dim() == 2 else swap.unsqueeze(-1)
+                t[lo], t[hi] = torch.where(mask, z, a), torch.where(mask, a, z)
+            accepted[lo] += swap.to(v.dtype).mean(1)
+            proposed[lo] += 1
+    chains.copy_(v)
+    return accepted / proposed.clamp_min(1)
