@@ -65,3 +65,38 @@ def test_geometric_ladder_and_input_checks():
         parallel_tempering(RBM(4, 2, visible="gaussian"), torch.zeros(2, 3, 4), torch.tensor([1.0, 0.5]))
     with pytest.raises(ValueError, match="betas\\[0\\] = 1"):
         parallel_tempering(RBM(4, 2), torch.zeros(2, 3, 4), torch.tensor([0.9, 0.5]))
+
+
+def test_rbm_module_trains_with_tempered_chains_and_logs_swap_rates():
+    """pretrain.sampler=pt: the chains buffer holds the ladder, the β = 1 rows give the gradient, rates are logged."""
+    import lightning as L
+
+    from dbn.data import PretrainDataModule
+    from dbn.training.rbm_module import RBMModule
+
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(120, 10, generator=g) < 0.3).float()
+    module = RBMModule(RBM(10, 6, generator=g), persistent=True, n_chains=7, sampler="pt", n_temperatures=4,
+                       batch_size=20, steps_per_batch=3, epochs=2, log_prefix="t")
+    assert module.chains.shape == (28, 10)
+    w0 = module.rbm.weight.detach().clone()
+    trainer = L.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_model_summary=False,
+                        accelerator="cpu", num_sanity_val_steps=0)
+    trainer.fit(module, datamodule=PretrainDataModule(x, x[:20], batch_size=module.loader_batch_size, monitor_size=20))
+    rates = [float(trainer.callback_metrics[f"t/pt/swap_rate_{t}_{t + 1}"]) for t in range(3)]
+    assert all(0 < r <= 1 for r in rates)
+    assert not torch.equal(module.rbm.weight.detach(), w0) and set(module.chains.unique().tolist()) <= {0.0, 1.0}
+
+
+@pytest.mark.parametrize("kwargs,msg", [
+    ({"sampler": "pt"}, "set persistent=true"),
+    ({"sampler": "pt", "persistent": True, "n_temperatures": 1}, "n_temperatures must be >= 2"),
+    ({"sampler": "metropolis"}, "sampler must be one of"),
+])
+def test_rbm_module_rejects_impossible_tempering(kwargs, msg):
+    from dbn.training.rbm_module import RBMModule
+
+    with pytest.raises(ValueError, match=msg):
+        RBMModule(RBM(4, 2), **kwargs)
+    with pytest.raises(ValueError, match="Bernoulli visible and hidden"):
+        RBMModule(RBM(4, 2, visible="gaussian"), sampler="pt", persistent=True)

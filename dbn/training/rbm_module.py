@@ -11,7 +11,7 @@ from torchmetrics import MeanMetric
 
 from dbn.errors import DivergenceError
 from dbn.rbm import RBM
-from dbn.sampling import sparsity_coefficients
+from dbn.sampling import geometric_betas, parallel_tempering, sparsity_coefficients
 from dbn.training.distributed import all_ranks_sum, log_synced
 from dbn.training.schedules import LR_SCHEDULES, lr_factor, momentum_at
 from dbn.update import cd_update
@@ -56,6 +56,11 @@ class RBMModule(L.LightningModule):
         batch_size: rows of one SGD update; None: one update per loader batch, whatever its size.
         steps_per_batch: updates per loader batch; the data module serves ``batch_size × steps_per_batch``
             rows a batch (:attr:`loader_batch_size`). Needs ``batch_size``.
+        sampler: ``"gibbs"`` (CD, or PCD with ``persistent``) or ``"pt"``: parallel tempering of the persistent
+            chains, ``n_chains`` at each of ``n_temperatures`` inverse temperatures geometric from 1 to ``beta_min``
+            (:func:`~dbn.sampling.parallel_tempering`, one sweep and swap pass per update; the β = 1 chains give the
+            gradient, each rank keeps its own ladder; swap rates logged per pair as ``pt/swap_rate_{t}_{t+1}``).
+        n_temperatures, beta_min: the tempering ladder (``sampler="pt"``).
         compile: run the update through ``torch.compile`` (inductor fuses its elementwise work; needs a C++
             compiler on CPU and costs seconds to a minute of compilation at the first update). On a 2-core CPU it
             pays in bfloat16 (about 1.15x) and not in float32 (``benchmarks/cd1_throughput.py``).
@@ -86,6 +91,9 @@ class RBMModule(L.LightningModule):
         batch_size: int | None = None,
         steps_per_batch: int = 1,
         compile: bool = False,
+        sampler: str = "gibbs",
+        n_temperatures: int = 10,
+        beta_min: float = 0.1,
         log_prefix: str | None = None,
         layer_index: int | None = None,
     ) -> None:
@@ -93,7 +101,11 @@ class RBMModule(L.LightningModule):
         check_schedule(k=k, n_chains=n_chains, lr=lr, momentum=momentum, final_momentum=final_momentum,
                        weight_decay=weight_decay, sparsity_target=sparsity_target, sparsity_cost=sparsity_cost,
                        lr_schedule=lr_schedule, lr_final=lr_final, epochs=epochs, batch_size=batch_size,
-                       steps_per_batch=steps_per_batch)
+                       steps_per_batch=steps_per_batch, sampler=sampler, persistent=persistent,
+                       n_temperatures=n_temperatures, beta_min=beta_min)
+        if sampler == "pt" and (rbm.visible.name != "bernoulli" or rbm.hidden.name != "bernoulli"):
+            raise ValueError(f"sampler=pt needs Bernoulli visible and hidden units, this layer has {rbm.visible.name} "
+                             f"and {rbm.hidden.name}; use sampler=gibbs")
         self.save_hyperparameters(ignore=["rbm"])
         self.automatic_optimization = False  # the update is explicit: see the class docstring
         self.rbm = rbm
@@ -101,7 +113,9 @@ class RBMModule(L.LightningModule):
         self.prefix = log_prefix or ("rbm" if layer_index is None else f"pretrain/layer{layer_index}")
         self._sums: Tensor | None = None  # on-device sums of this epoch's monitors, see _accumulate
         self._own_optimizer: torch.optim.Optimizer | None = None  # steps called by hand, without a trainer
-        self.register_buffer("chains", torch.zeros(n_chains if persistent else 0, rbm.n_visible))
+        n_rows = n_chains * (n_temperatures if sampler == "pt" else 1) if persistent else 0
+        self.register_buffer("chains", torch.zeros(n_rows, rbm.n_visible))  # PT: the ladder, β = 1 first
+        self._swaps: Tensor | None = None  # PT: this epoch's summed swap acceptance per pair, and the count
         self.register_buffer("chains_ready", torch.tensor(False))
         self.register_buffer("q_running", torch.zeros(rbm.n_hidden))
         self.fe_val, self.fe_train, self.recon_val = MeanMetric(), MeanMetric(), MeanMetric()
@@ -144,9 +158,11 @@ class RBMModule(L.LightningModule):
         update = self._compiled() if hp.compile else cd_update
         optimizer = self._optimizer()
         with torch.autocast(dev, enabled=False):
+            chains = self._persistent_chains(v) if hp.persistent else None
+            if hp.sampler == "pt":
+                chains = self._tempering_sweep(chains)
             step, fe_diff = update(self.rbm, v, getattr(optimizer, "optimizer", optimizer), k=hp.k,
-                                   sample_visible=hp.sample_visible,
-                                   chains=self._persistent_chains(v) if hp.persistent else None, mask=mask,
+                                   sample_visible=hp.sample_visible, chains=chains, mask=mask,
                                    sparsity=sparsity, dtype=dtype, average=self._average(), monitor=monitor)
             if not monitor:
                 return None
@@ -154,6 +170,25 @@ class RBMModule(L.LightningModule):
         self._has_recon = recon is not None
         fe_diff = fe_diff.float()
         return torch.stack([fe_diff, fe_diff.new_zeros(()) if recon is None else recon.float(), fe_diff.new_ones(())])
+
+    def _tempering_sweep(self, chains: Tensor) -> Tensor:
+        """One parallel-tempering sweep of the ladder (swap rates summed for the epoch); returns the β = 1 chains."""
+        hp = self.hparams
+        ladder = chains.view(hp.n_temperatures, hp.n_chains, -1)
+        betas = geometric_betas(hp.n_temperatures, hp.beta_min).to(chains)
+        rates = parallel_tempering(self.rbm, ladder, betas)
+        step = torch.cat([rates, rates.new_ones(1)])
+        self._swaps = step if self._swaps is None else self._swaps + step
+        return ladder[0]
+
+    def _log_swap_rates(self) -> None:
+        """PT: each neighbouring pair's swap acceptance over the epoch, averaged over ranks (each rank has its ladder)."""
+        if self._swaps is None:
+            return
+        sums = all_ranks_sum(self._trainer, self._swaps)  # every rank, at the same point
+        for t, rate in enumerate(sums[:-1] / sums[-1]):
+            log_synced(self, f"{self.prefix}/pt/swap_rate_{t}_{t + 1}", rate)
+        self._swaps = None
 
     def _compiled(self):
         """``torch.compile(cd_update)``, made once per module (the raw torch optimizer is passed, not Lightning's wrapper)."""
@@ -195,6 +230,7 @@ class RBMModule(L.LightningModule):
                 self.log(f"{self.prefix}/train/recon_error_step", values[1], on_step=True, on_epoch=False, prog_bar=True)
 
     def on_train_epoch_end(self) -> None:
+        self._log_swap_rates()
         if self._sums is None:
             return
         fe_diff, recon, n = all_ranks_sum(self._trainer, self._sums)  # every rank, here: see dbn.training.distributed
@@ -295,11 +331,25 @@ def squared_error(v: Tensor, recon: Tensor, mask: Tensor | None = None) -> Tenso
     return (err * mask).sum(1) / mask.sum(1).clamp_min(1.0)
 
 
+#: negative-phase samplers: plain Gibbs chains (CD or PCD), parallel tempering of the persistent chains
+SAMPLERS = ("gibbs", "pt")
+
+
 def check_schedule(*, k=1, n_chains=100, lr=0.05, momentum=0.5, final_momentum=0.9, weight_decay=0.0,
                    sparsity_target=None, sparsity_cost=0.0, lr_schedule="constant", lr_final=0.1, epochs=10,
-                   batch_size=None, steps_per_batch=1, **_) -> None:
+                   batch_size=None, steps_per_batch=1, sampler="gibbs", persistent=False, n_temperatures=10,
+                   beta_min=0.1, **_) -> None:
     """Reject an impossible layer schedule with a message naming the key and the fix (other keys are ignored)."""
     problems = []
+    if sampler not in SAMPLERS:
+        problems.append(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+    elif sampler == "pt":
+        if not persistent:
+            problems.append("sampler=pt tempers persistent chains: set persistent=true")
+        if int(n_temperatures) < 2:
+            problems.append(f"n_temperatures must be >= 2 for sampler=pt, got {n_temperatures}")
+        if not 0 < beta_min < 1:
+            problems.append(f"beta_min must be in (0, 1), got {beta_min}")
     if batch_size is not None and int(batch_size) < 1:
         problems.append(f"batch_size must be >= 1, got {batch_size}")
     if int(steps_per_batch) < 1:
