@@ -100,3 +100,16 @@ def test_rbm_module_rejects_impossible_tempering(kwargs, msg):
         RBMModule(RBM(4, 2), **kwargs)
     with pytest.raises(ValueError, match="Bernoulli visible and hidden"):
         RBMModule(RBM(4, 2, visible="gaussian"), sampler="pt", persistent=True)
+
+
+def test_dbn_train_refuses_tempering_of_real_valued_layers_before_any_data_is_loaded(tmp_path):
+    from hydra import compose, initialize_config_module
+
+    from dbn.errors import ConfigError
+    from dbn.training.build import check_config
+
+    with initialize_config_module("dbn.conf", version_base="1.3"):
+        cfg = compose("train", overrides=[f"run_dir={tmp_path}", "pretrain.sampler=pt", "pretrain.persistent=true",
+                                          "model.hidden_units=[bernoulli,relu]"])
+    with pytest.raises(ConfigError, match="layer 1 has bernoulli visible and relu hidden units.*layers.1.sampler=gibbs"):
+        check_config(cfg)

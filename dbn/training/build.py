@@ -59,9 +59,13 @@ def check_config(cfg: DictConfig) -> None:
     for key in ("seed", "run_dir"):
         if cfg.get(key) is None:
             raise ConfigError(f"config key {key!r} is missing")
-    model(cfg, n_features=1)
+    net = model(cfg, n_features=1)
     if enabled(cfg.get("pretrain")):
-        schedules(cfg, len(cfg.model.hidden))
+        for i, (rbm, schedule) in enumerate(zip(net.layers, schedules(cfg, len(cfg.model.hidden)))):
+            if schedule.get("sampler") == "pt" and {rbm.visible.name, rbm.hidden.name} != {"bernoulli"}:
+                raise ConfigError(f"pretrain: layer {i} has {rbm.visible.name} visible and {rbm.hidden.name} hidden "
+                                  f"units but sampler=pt needs binary units; set pretrain.layers.{i}.sampler=gibbs "
+                                  "or pretrain.sampler=gibbs")
     if enabled(cfg.get("finetune")):
         ft = cfg.finetune
         for key in ("epochs", "batch_size", "steps_per_batch"):
