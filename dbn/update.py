@@ -34,6 +34,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from dbn.centering import Offsets, center_gradient, centered_bias_step
 from dbn.rbm import RBM
 from dbn.sampling import CDStep, cd_gradients, contrastive_divergence
 
@@ -52,6 +53,7 @@ def cd_update(
     average: Callable[[Tensor], Tensor] | None = None,
     generator: torch.Generator | None = None,
     monitor: bool = True,
+    offsets: Offsets | None = None,
 ) -> tuple[CDStep, Tensor | None]:
     """One SGD step with momentum on the CD-k (or PCD-k, with ``chains``) gradient of minibatch ``v``.
 
@@ -67,12 +69,18 @@ def cd_update(
         average: mean over processes of a flat gradient tensor (returns it), or None in one process.
         monitor: also return the free-energy difference (two passes of softplus over the hidden units: on a
             2-core CPU about 5% of a CD-1 update at batch 100, more in bfloat16).
+        offsets: train the centered RBM with these offsets (:mod:`dbn.centering`): they first follow the batch's
+            means (averaged over processes with the gradient), then SGD moves the centered parameters and
+            ``rbm`` keeps the equivalent plain ones. None: the plain RBM.
 
     Returns:
         (the chain's step, in the compute dtype; the free-energy difference mean F(v_data) - mean F(v_model),
         or None without ``monitor``).
     """
     groups = _groups(optimizer, rbm)
+    if offsets is not None and mask is not None:
+        raise ValueError("centering with missing values is not supported: the data's mean offsets would count the "
+                         "zero-filled entries; set centering=false")
     work = rbm.working_copy(dtype or rbm.weight.dtype)
     dtype = work.weight.dtype
     work_chains = None if chains is None else chains.to(dtype)
@@ -82,21 +90,36 @@ def cd_update(
         chains.copy_(work_chains)
     coeffs = None if sparsity is None else sparsity(step.hidden_data)
     sizes = [p.numel() for p, _ in groups.values()]
-    grads = None
+    if offsets is not None:  # the batch's means travel with the gradient, so every process moves its offsets alike
+        sizes += [rbm.n_visible, rbm.n_hidden]
+    grads = flat = None
     if average is not None or dtype == rbm.weight.dtype:  # one flat tensor of every gradient, the product written in
         flat = torch.empty(sum(sizes), device=rbm.weight.device, dtype=rbm.weight.dtype)
-        grads = {name: view.view_as(groups[name][0]) for name, view in zip(groups, flat.split(sizes))}
+        grads = {name: view.view_as(p) for (name, (p, _)), view in zip(groups.items(), flat.split(sizes))}
     # mixed precision in one process: the bfloat16 weight gradient goes straight into the float32 momentum below
     grads, fe_diff = cd_gradients(work, step, coeffs, out=grads, monitor=monitor)
+    n_means = rbm.n_visible + rbm.n_hidden if offsets is not None else 0
+    if offsets is not None:
+        means = torch.cat([step.v_data.mean(0), step.hidden_data.mean(0)]).to(rbm.weight.dtype)
+        if flat is not None:
+            means = flat[-n_means:].copy_(means)
     if average is not None:
         flat = average(flat)
-        grads = {name: view.view_as(groups[name][0]) for name, view in zip(groups, flat.split(sizes))}
+        grads = {name: view.view_as(p) for (name, (p, _)), view in zip(groups.items(), flat.split(sizes))}
+        means = flat[-n_means:] if offsets is not None else None
+    if offsets is not None:
+        offsets.follow(means[:rbm.n_visible], means[rbm.n_visible:])
     for name, (p, group) in groups.items():
         u = _momentum_buffer(optimizer, p)
         torch.add(grads[name], u, alpha=group["momentum"], out=u)  # u ← μ u + g, one pass
+        if offsets is not None and name == "weight":  # the centered weight gradient: u -= λ G_bᵀ + G_c μᵀ
+            center_gradient(u, grads["visible_bias"], grads["hidden_bias"], offsets)
         if group["weight_decay"]:
             u.add_(p, alpha=group["weight_decay"])
         p.add_(u, alpha=-group["lr"])
+    if offsets is not None:
+        weight, group = groups["weight"]
+        centered_bias_step(rbm, optimizer.state[weight]["momentum_buffer"], group["lr"], offsets)
     return step, fe_diff
 
 

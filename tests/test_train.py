@@ -219,6 +219,23 @@ def test_likelihood_monitor_reaches_results_and_tensorboard(tmp_path):
     assert len(events) == 2  # after epoch 1 and at the end of the layer
 
 
+def test_centered_layer_with_the_likelihood_bracket_through_dbn_train(tmp_path):
+    """pretrain.centering=true trains a plain RBM (saved, reloaded, evaluated as any), and the monitor's RAISE/AIS
+    bracket holds the held-out log-likelihood from both sides."""
+    from dbn.eval.partition import exact_log_partition
+
+    results = run(make_cfg(tmp_path, "finetune=none", "model.hidden=[12]", "pretrain.epochs=3", "pretrain.centering=true",
+                           "callbacks.pretrain.likelihood.raise_vectors=50", "callbacks.pretrain.likelihood.raise_betas=2000"))
+    layer = results["pretrain"][0]
+    raise_ll, ais_ll = layer["val_subset/log_likelihood_raise"], layer["val_subset/log_likelihood_ais"]
+    assert raise_ll <= ais_ll + 0.05  # conservative below, optimistic above (here both within a fraction of a nat)
+    assert ais_ll - raise_ll < 1.0
+    rbm = DBN.load(tmp_path / "dbn_pretrained.pt").layers[0]
+    assert type(rbm).__name__ == "RBM" and set(dict(rbm.named_parameters())) == {"weight", "visible_bias", "hidden_bias"}
+    # AIS's log Z (1,000 betas) against enumeration of the 2^12 hidden states of the centered layer's plain form
+    assert abs(layer["log_z"] - exact_log_partition(rbm.double())) < 0.5
+
+
 def test_divergence_stops_the_layer_with_a_message_and_keeps_finished_layers(tmp_path):
     from dbn.training.rbm_module import DivergenceError
 

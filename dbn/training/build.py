@@ -66,6 +66,13 @@ def check_config(cfg: DictConfig) -> None:
                 raise ConfigError(f"pretrain: layer {i} has {rbm.visible.name} visible and {rbm.hidden.name} hidden "
                                   f"units but sampler=pt needs binary units; set pretrain.layers.{i}.sampler=gibbs "
                                   "or pretrain.sampler=gibbs")
+            if schedule.get("centering") and rbm.log_variance is not None:
+                raise ConfigError(f"pretrain: layer {i} has Gaussian visible units with learned variances, which "
+                                  f"centering does not cover; set pretrain.layers.{i}.centering=false or "
+                                  "model.visible=gaussian")
+            if schedule.get("centering") and i == 0 and cfg.data.get("missing"):
+                raise ConfigError("pretrain: centering with missing values (data.missing=true) is not supported: the "
+                                  "offsets would count the zero-filled entries; set pretrain.layers.0.centering=false")
     if enabled(cfg.get("finetune")):
         ft = cfg.finetune
         for key in ("epochs", "batch_size", "steps_per_batch"):

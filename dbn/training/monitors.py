@@ -18,6 +18,7 @@ import torch
 
 from dbn.eval.likelihood import average_log_likelihood, pseudo_log_likelihood
 from dbn.eval.partition import ais_log_partition
+from dbn.eval.reverse import raise_log_likelihood
 from dbn.training.distributed import log_synced
 
 
@@ -28,15 +29,23 @@ class LikelihoodMonitor(L.Callback):
         every_n_epochs: also evaluate after every N epochs; 0 evaluates only at the end of the layer.
         ais_chains, ais_betas: AIS size (the default, 1,000 betas, is a quick estimate; dbn-eval uses 14,500).
         pseudo_ll: also log the pseudo-log-likelihood (cheap).
-        seed: seed of AIS and of the pseudo-likelihood's random unit flips.
+        raise_vectors: also bracket the held-out log-likelihood: RAISE's conservative estimate
+            (:func:`~dbn.eval.raise_log_likelihood`) on the first N held-out vectors, logged as
+            ``{prefix}/val_subset/log_likelihood_raise`` beside AIS's optimistic one on the same vectors
+            (``.../log_likelihood_ais``); 0: off.
+        raise_chains, raise_betas: RAISE's reverse chains per vector and inverse temperatures.
+        seed: seed of AIS, RAISE and the pseudo-likelihood's random unit flips.
     """
 
     def __init__(self, every_n_epochs: int = 0, ais_chains: int = 100, ais_betas: int = 1000, pseudo_ll: bool = True,
-                 seed: int = 0) -> None:
-        for name, value, low in (("every_n_epochs", every_n_epochs, 0), ("ais_chains", ais_chains, 2), ("ais_betas", ais_betas, 3)):
+                 raise_vectors: int = 0, raise_chains: int = 5, raise_betas: int = 1000, seed: int = 0) -> None:
+        for name, value, low in (("every_n_epochs", every_n_epochs, 0), ("ais_chains", ais_chains, 2),
+                                 ("ais_betas", ais_betas, 3), ("raise_vectors", raise_vectors, 0),
+                                 ("raise_chains", raise_chains, 1), ("raise_betas", raise_betas, 10)):
             if int(value) < low:
                 raise ValueError(f"LikelihoodMonitor: {name} must be >= {low}, got {value}")
         self.every_n_epochs, self.ais_chains, self.ais_betas = int(every_n_epochs), int(ais_chains), int(ais_betas)
+        self.raise_vectors, self.raise_chains, self.raise_betas = int(raise_vectors), int(raise_chains), int(raise_betas)
         self.pseudo_ll, self.seed = bool(pseudo_ll), int(seed)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -66,4 +75,10 @@ class LikelihoodMonitor(L.Callback):
             if self.pseudo_ll:
                 g = torch.Generator().manual_seed(self.seed)
                 metrics[f"{prefix}/val/pseudo_log_likelihood"] = float(pseudo_log_likelihood(rbm, data.monitor_val, g).mean())
+            if self.raise_vectors:
+                subset = data.monitor_val[: self.raise_vectors]
+                est = raise_log_likelihood(rbm, subset, n_betas=self.raise_betas, n_chains=self.raise_chains,
+                                           base_data=data.train_x, seed=self.seed)
+                metrics[f"{prefix}/val_subset/log_likelihood_raise"] = est.log_likelihood
+                metrics[f"{prefix}/val_subset/log_likelihood_ais"] = average_log_likelihood(rbm, subset, ais.log_z)
         return metrics

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 from torchmetrics import MeanMetric
 
+from dbn.centering import Offsets, check_centerable, start_centering
 from dbn.errors import DivergenceError
 from dbn.rbm import RBM
 from dbn.sampling import geometric_betas, parallel_tempering, sparsity_coefficients
@@ -61,6 +62,12 @@ class RBMModule(L.LightningModule):
             (:func:`~dbn.sampling.parallel_tempering`, one sweep and swap pass per update; the β = 1 chains give the
             gradient, each rank keeps its own ladder; swap rates logged per pair as ``pt/swap_rate_{t}_{t+1}``).
         n_temperatures, beta_min: the tempering ladder (``sampler="pt"``).
+        centering: train the centered RBM (:mod:`dbn.centering`; Melchior, Fischer & Wiskott 2016): offsets μ and
+            λ, running means of the data and of p(h | data), are subtracted from the states in the energy, and SGD
+            moves the centered parameters. ``rbm`` holds the equivalent plain parameters throughout, so the
+            trained layer is an ordinary RBM. The offsets start at the data's mean (:meth:`start_centering`, or
+            the first batch's) and 0.5, and are buffers: checkpointed, identical on every rank.
+        centering_rate: ν, the sliding-average rate of the offsets (1: each batch's own means).
         compile: run the update through ``torch.compile`` (inductor fuses its elementwise work; needs a C++
             compiler on CPU and costs seconds to a minute of compilation at the first update). On a 2-core CPU it
             pays in bfloat16 (about 1.15x) and not in float32 (``benchmarks/cd1_throughput.py``).
@@ -94,6 +101,8 @@ class RBMModule(L.LightningModule):
         sampler: str = "gibbs",
         n_temperatures: int = 10,
         beta_min: float = 0.1,
+        centering: bool = False,
+        centering_rate: float = 0.01,
         log_prefix: str | None = None,
         layer_index: int | None = None,
     ) -> None:
@@ -102,7 +111,9 @@ class RBMModule(L.LightningModule):
                        weight_decay=weight_decay, sparsity_target=sparsity_target, sparsity_cost=sparsity_cost,
                        lr_schedule=lr_schedule, lr_final=lr_final, epochs=epochs, batch_size=batch_size,
                        steps_per_batch=steps_per_batch, sampler=sampler, persistent=persistent,
-                       n_temperatures=n_temperatures, beta_min=beta_min)
+                       n_temperatures=n_temperatures, beta_min=beta_min, centering_rate=centering_rate)
+        if centering:
+            check_centerable(rbm)
         if sampler == "pt" and (rbm.visible.name != "bernoulli" or rbm.hidden.name != "bernoulli"):
             raise ValueError(f"sampler=pt needs Bernoulli visible and hidden units, this layer has {rbm.visible.name} "
                              f"and {rbm.hidden.name}; use sampler=gibbs")
@@ -118,6 +129,10 @@ class RBMModule(L.LightningModule):
         self._swaps: Tensor | None = None  # PT: this epoch's summed swap acceptance per pair, and the count
         self.register_buffer("chains_ready", torch.tensor(False))
         self.register_buffer("q_running", torch.zeros(rbm.n_hidden))
+        if centering:  # only then, so that plain layers' checkpoints keep their keys
+            self.register_buffer("visible_offset", torch.zeros(rbm.n_visible))
+            self.register_buffer("hidden_offset", torch.zeros(rbm.n_hidden))
+            self.register_buffer("offsets_ready", torch.tensor(False))
         self.fe_val, self.fe_train, self.recon_val = MeanMetric(), MeanMetric(), MeanMetric()
 
     @property
@@ -163,13 +178,40 @@ class RBMModule(L.LightningModule):
                 chains = self._tempering_sweep(chains)
             step, fe_diff = update(self.rbm, v, getattr(optimizer, "optimizer", optimizer), k=hp.k,
                                    sample_visible=hp.sample_visible, chains=chains, mask=mask,
-                                   sparsity=sparsity, dtype=dtype, average=self._average(), monitor=monitor)
+                                   sparsity=sparsity, dtype=dtype, average=self._average(), monitor=monitor,
+                                   offsets=self._offsets(v))
             if not monitor:
                 return None
             recon = None if step.recon is None else squared_error(v, step.recon, mask).mean()
         self._has_recon = recon is not None
         fe_diff = fe_diff.float()
         return torch.stack([fe_diff, fe_diff.new_zeros(()) if recon is None else recon.float(), fe_diff.new_ones(())])
+
+    @property
+    def offsets(self) -> Offsets | None:
+        """The centering offsets (views of this module's buffers), or None for a plain RBM."""
+        if not self.hparams.centering:
+            return None
+        return Offsets(self.visible_offset, self.hidden_offset, float(self.hparams.centering_rate))
+
+    @torch.no_grad()
+    def start_centering(self, visible_mean: Tensor) -> None:
+        """Start the centered model at μ = ``visible_mean`` (the training data's), λ = 0.5, b_c = b, c_c = c."""
+        start_centering(self.rbm, self.offsets, visible_mean.to(self.visible_offset))
+        self.offsets_ready.fill_(True)
+        self._offsets_checked = True
+
+    def _offsets(self, v: Tensor) -> Offsets | None:
+        """The offsets of this update; without :meth:`start_centering`, the first batch's mean (over ranks) starts them."""
+        if not self.hparams.centering:
+            return None
+        if not getattr(self, "_offsets_checked", False):
+            if not bool(self.offsets_ready):  # one host sync per fit
+                average = self._average()
+                mean = v.mean(0)
+                self.start_centering(mean if average is None else average(mean))
+            self._offsets_checked = True
+        return self.offsets
 
     def _tempering_sweep(self, chains: Tensor) -> Tensor:
         """One parallel-tempering sweep of the ladder (swap rates summed for the epoch); returns the β = 1 chains."""
@@ -338,7 +380,7 @@ SAMPLERS = ("gibbs", "pt")
 def check_schedule(*, k=1, n_chains=100, lr=0.05, momentum=0.5, final_momentum=0.9, weight_decay=0.0,
                    sparsity_target=None, sparsity_cost=0.0, lr_schedule="constant", lr_final=0.1, epochs=10,
                    batch_size=None, steps_per_batch=1, sampler="gibbs", persistent=False, n_temperatures=10,
-                   beta_min=0.1, **_) -> None:
+                   beta_min=0.1, centering_rate=0.01, **_) -> None:
     """Reject an impossible layer schedule with a message naming the key and the fix (other keys are ignored)."""
     problems = []
     if sampler not in SAMPLERS:
@@ -350,6 +392,8 @@ def check_schedule(*, k=1, n_chains=100, lr=0.05, momentum=0.5, final_momentum=0
             problems.append(f"n_temperatures must be >= 2 for sampler=pt, got {n_temperatures}")
         if not 0 < beta_min < 1:
             problems.append(f"beta_min must be in (0, 1), got {beta_min}")
+    if not 0 < centering_rate <= 1:
+        problems.append(f"centering_rate must be in (0, 1] (the offsets' sliding-average rate), got {centering_rate}")
     if batch_size is not None and int(batch_size) < 1:
         problems.append(f"batch_size must be >= 1, got {batch_size}")
     if int(steps_per_batch) < 1:
