@@ -1,13 +1,16 @@
 """scikit-learn estimators on dbn's torch code: ``RBMTransformer`` and ``DBNClassifier``.
 
 ``RBMTransformer`` is a drop-in for ``sklearn.neural_network.BernoulliRBM``: the same
-parameters, attributes and algorithm (persistent CD-1 with plain SGD on the mean
-gradient), computed by :class:`dbn.rbm.RBM` on a selectable torch device.
+parameters, attributes, accepted inputs and algorithm (persistent CD-1 with plain SGD on the
+mean gradient), computed by :class:`dbn.rbm.RBM` on a selectable torch device; on the CPU it
+draws BernoulliRBM's random numbers in BernoulliRBM's order, so an equal ``random_state`` gives
+BernoulliRBM's fit to rounding.
 ``DBNClassifier`` pretrains a DBN greedily with Lightning and fine-tunes it with a
 softmax head by backprop, as ``dbn-train`` does, behind ``fit``/``predict``.
 
-Both reject values outside [0, 1]: Bernoulli visible units model probabilities
-(BernoulliRBM does not check). Scale first, e.g. with ``MinMaxScaler(clip=True)``.
+``DBNClassifier`` rejects values outside [0, 1] (its Bernoulli visible units model
+probabilities; scale first, e.g. with ``MinMaxScaler(clip=True)``); ``RBMTransformer`` takes
+any finite values, as BernoulliRBM does.
 
 References:
     Tieleman (2008), "Training RBMs using approximations to the likelihood gradient" (PCD);

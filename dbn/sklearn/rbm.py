@@ -1,4 +1,4 @@
-"""``RBMTransformer``: scikit-learn's ``BernoulliRBM`` on dbn's torch RBM.
+"""``RBMTransformer``: scikit-learn's ``BernoulliRBM`` on dbn's torch RBM, draw for draw on the CPU.
 
 References:
     Tieleman (2008), "Training RBMs using approximations to the likelihood gradient" (PCD);
@@ -8,7 +8,9 @@ References:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from numbers import Integral, Real
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -21,13 +23,36 @@ from torch import Tensor
 
 from dbn.eval.likelihood import pseudo_log_likelihood
 from dbn.rbm import RBM
-from dbn.sklearn._common import (CHUNK, FLOATS, TORCH_DTYPES, check_unit_interval, dense, map_rows, tensor,
-                                 torch_device, torch_seed)
+from dbn.sklearn._common import CHUNK, FLOATS, TORCH_DTYPES, dense, map_rows, tensor, torch_device, torch_seed
+from dbn.units import Bernoulli
+
+#: p -> a Bernoulli(p) draw of the same shape and dtype
+Sampler = Callable[[Tensor], Tensor]
+_FITTED = ("components_", "intercept_hidden_", "intercept_visible_", "h_samples_")
 
 
+# --- randomness ------------------------------------------------------------------------------------------
+def numpy_sampler(rng: np.random.RandomState) -> Sampler:
+    """s = 1[u < p] with u = ``rng.uniform(size=p.shape)``: BernoulliRBM's draws, bit for bit.
+
+    The uniforms fill p's shape in C order and the comparison is numpy's (float64 u against p widened
+    to float64), so the same stream and the same p give BernoulliRBM's samples. p must be on the CPU.
+    """
+    def sample(p: Tensor) -> Tensor:
+        u = torch.from_numpy(rng.uniform(size=tuple(p.shape)))
+        return (u < p.to(torch.float64)).to(p.dtype)
+
+    return sample
+
+
+def torch_sampler(generator: torch.Generator) -> Sampler:
+    """s = 1[r < p] with r ~ U(0, 1) from a torch generator on p's device (no host round trip)."""
+    return lambda p: Bernoulli().sample(p, generator)
+
+
+# --- one update ------------------------------------------------------------------------------------------
 @torch.no_grad()
-def _pcd_update(rbm: RBM, v_pos: Tensor, h_chains: Tensor, learning_rate: float, k: int,
-                generator: torch.Generator) -> Tensor:
+def _pcd_update(rbm: RBM, v_pos: Tensor, h_chains: Tensor, learning_rate: float, k: int, sample: Sampler) -> Tensor:
     """One stochastic-maximum-likelihood (PCD-k) SGD step, in place; returns the new hidden chains.
 
     With h_pos = p(h | v_pos), the chains run k sweeps v_neg ~ p(v | h), h_neg = p(h | v_neg), and
@@ -36,29 +61,33 @@ def _pcd_update(rbm: RBM, v_pos: Tensor, h_chains: Tensor, learning_rate: float,
         c += lr / n · Σ (h_pos - h_neg)
         b += lr / n · Σ (v_pos - v_neg)
 
-    with n = len(v_pos), as in scikit-learn's ``BernoulliRBM._fit`` (for k = 1, step for step).
-    The new chains are h ~ p(h | v_neg).  v_pos: (n, n_visible); h_chains: (n_chains, n_hidden).
+    with n = len(v_pos), as in scikit-learn's ``BernoulliRBM._fit`` (for k = 1 step for step, drawing
+    v_neg then the new chains h ~ p(h | v_neg)).  v_pos: (n, n_visible); h_chains: (n_chains, n_hidden).
     """
     h_pos = rbm.hidden_mean(v_pos)
     h = h_chains
     for sweep in range(k):
-        _, v_neg = rbm.sample_visible(h, generator)
+        v_neg = sample(rbm.visible_mean(h))
         h_neg = rbm.hidden_mean(v_neg)
         if sweep < k - 1:
-            h = rbm.hidden.sample(h_neg, generator)
+            h = sample(h_neg)
     step = learning_rate / len(v_pos)
-    rbm.weight.addmm_(h_pos.t(), v_pos, alpha=step).addmm_(h_neg.t(), v_neg, alpha=-step)
+    rbm.weight.add_(h_pos.t() @ v_pos - h_neg.t() @ v_neg, alpha=step)
     rbm.hidden_bias.add_(h_pos.sum(0) - h_neg.sum(0), alpha=step)
     rbm.visible_bias.add_(v_pos.sum(0) - v_neg.sum(0), alpha=step)
-    return rbm.hidden.sample(h_neg, generator)
+    return sample(h_neg)
 
 
 class RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Bernoulli RBM trained by persistent CD: ``sklearn.neural_network.BernoulliRBM`` on dbn's torch RBM.
 
-    Parameters, fitted attributes and updates are BernoulliRBM's; the random numbers come
-    from torch generators seeded by ``random_state``, so results equal BernoulliRBM's in
-    distribution, not draw for draw. ``score_samples`` draws its corrupted bits as BernoulliRBM does.
+    Parameters, fitted attributes, accepted inputs and updates are BernoulliRBM's. On the CPU
+    (``device="cpu"``, or ``"auto"`` without CUDA) every random number comes from ``random_state``'s
+    numpy ``RandomState`` in BernoulliRBM's order (initial weights, Gibbs uniforms compared as ``u < p``,
+    the bits ``score_samples`` flips), so with an equal ``random_state`` the fitted attributes and every
+    output equal BernoulliRBM's to rounding. On another device the initial weights and flipped bits
+    still come from ``random_state``, but the Gibbs uniforms come from a torch generator on that device
+    seeded by one draw from it: the same algorithm, equal in distribution, not draw for draw.
 
     Args:
         n_components: number of binary hidden units.
@@ -80,7 +109,7 @@ class RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         Tieleman (2008), PCD; scikit-learn's ``BernoulliRBM``.
     """
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: ClassVar[dict] = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
@@ -105,9 +134,15 @@ class RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     # --- fitting ------------------------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
-        """Fit to X, (n_samples, n_features) in [0, 1], dense or sparse, in ``n_iter`` sweeps of minibatches."""
-        X = self._validate(X, reset=True, dtype=FLOATS)
-        rbm, generator = self._init(X, check_random_state(self.random_state))
+        """Fit to X, (n_samples, n_features) real values, dense or sparse, in ``n_iter`` sweeps of minibatches.
+
+        Like BernoulliRBM, the random stream is ``check_random_state(random_state)`` (a fresh one for an
+        int) and ``random_state_`` (``gibbs``, ``partial_fit``) is left as it is.
+        """
+        X = validate_data(self, X, accept_sparse="csr", dtype=FLOATS)
+        rng = check_random_state(self.random_state)
+        rbm = self._new_rbm(X.shape[1], X.dtype, rng)
+        sample = self._sampler(rng)
         chains = torch.zeros(self.batch_size, self.n_components, dtype=rbm.weight.dtype, device=rbm.weight.device)
         n_batches = int(np.ceil(X.shape[0] / self.batch_size))
         slices = list(gen_even_slices(n_batches * self.batch_size, n_batches, n_samples=X.shape[0]))
@@ -116,56 +151,81 @@ class RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         for iteration in range(1, self.n_iter + 1):
             for batch in slices:
                 v = dense(data[batch], rbm.weight) if sp.issparse(data) else data[batch]
-                chains = _pcd_update(rbm, v, chains, self.learning_rate, self.k, generator)
+                chains = _pcd_update(rbm, v, chains, self.learning_rate, self.k, sample)
             if self.verbose:
                 self._store(rbm, chains)
-                end = time.time()
-                print(f"[{type(self).__name__}] Iteration {iteration}, pseudo-likelihood = "
-                      f"{self.score_samples(X).mean():.2f}, time = {end - begin:.2f}s")
-                begin = end
+                begin = self._report(iteration, X, begin)
         self._store(rbm, chains)
         return self
 
+    def _report(self, iteration: int, X, begin: float) -> float:
+        """BernoulliRBM's progress line, with this class's name; returns the new start time.
+
+        ``score_samples`` draws from ``check_random_state(random_state)``, as BernoulliRBM's does: an
+        independent stream for an int, the fit's own stream for a ``RandomState`` or None.
+        """
+        end = time.time()
+        print(f"[{type(self).__name__}] Iteration {iteration:d}, pseudo-likelihood = "
+              f"{self.score_samples(X).mean():.2f}, time = {end - begin:.2f}s")
+        return end
+
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None):
-        """One update on X taken as a single minibatch (the first call initialises the model)."""
+        """One update on X taken as a single minibatch; the first call initialises the model.
+
+        As in BernoulliRBM, X is taken as float64, the random stream is ``random_state_`` (kept across
+        calls), missing attributes start as BernoulliRBM's do (float64), and existing ones keep their dtype.
+        """
         first = not hasattr(self, "components_")
-        X = self._validate(X, reset=first, dtype=FLOATS if first else self.components_.dtype)
+        X = validate_data(self, X, accept_sparse="csr", dtype=np.float64, reset=first)
         if not hasattr(self, "random_state_"):
             self.random_state_ = check_random_state(self.random_state)
-        if first:
-            rbm, generator = self._init(X, self.random_state_)
-            chains = torch.zeros(self.batch_size, self.n_components, dtype=rbm.weight.dtype, device=rbm.weight.device)
-        else:
-            rbm, generator = self._to_rbm(), self._generator(self.random_state_)
-            chains = torch.as_tensor(self.h_samples_).to(rbm.weight)
-        v = dense(X, rbm.weight)
-        self._store(rbm, _pcd_update(rbm, v, chains, self.learning_rate, self.k, generator))
+        self._init_missing(X.shape[1], self.random_state_)
+        dtypes = {name: np.asarray(getattr(self, name)).dtype for name in _FITTED}
+        rbm = self._to_rbm(X.dtype)
+        chains = torch.as_tensor(np.asarray(self.h_samples_)).to(rbm.weight)
+        sample = self._sampler(self.random_state_)
+        self._store(rbm, _pcd_update(rbm, dense(X, rbm.weight), chains, self.learning_rate, self.k, sample), dtypes)
         return self
 
-    def _init(self, X, rng: np.random.RandomState) -> tuple[RBM, torch.Generator]:
-        """A fresh RBM with W ~ N(0, 0.01²) and zero biases (BernoulliRBM's start), and the call's generator."""
-        generator = self._generator(rng)
-        init = generator if generator.device.type == "cpu" else torch.Generator().manual_seed(generator.initial_seed())
-        rbm = RBM(X.shape[1], self.n_components, init_std=0.01, generator=init)
+    def _init_missing(self, n_features: int, rng: np.random.RandomState) -> None:
+        """BernoulliRBM's start for each attribute not set yet: W ~ N(0, 0.01²) from ``rng``, zero biases and chains."""
+        if not hasattr(self, "components_"):
+            self.components_ = rng.normal(0, 0.01, (self.n_components, n_features))
+            self._n_features_out = self.n_components
+        for name, shape in (("intercept_hidden_", self.n_components), ("intercept_visible_", n_features),
+                            ("h_samples_", (self.batch_size, self.n_components))):
+            if not hasattr(self, name):
+                setattr(self, name, np.zeros(shape))
+
+    def _new_rbm(self, n_features: int, dtype: np.dtype, rng: np.random.RandomState) -> RBM:
+        """An RBM on ``device`` with BernoulliRBM's start: W = rng.normal(0, 0.01) cast to ``dtype``, zero biases."""
+        weight = rng.normal(0, 0.01, (self.n_components, n_features)).astype(dtype)
+        rbm = RBM(n_features, self.n_components, init_std=0.0).requires_grad_(False)
+        rbm = rbm.to(device=torch_device(self.device), dtype=TORCH_DTYPES[np.dtype(dtype)])
+        rbm.weight.copy_(torch.from_numpy(weight))
         self._n_features_out = self.n_components
-        return rbm.to(device=generator.device, dtype=TORCH_DTYPES[np.dtype(X.dtype)]).requires_grad_(False), generator
+        return rbm
 
-    def _generator(self, rng: np.random.RandomState) -> torch.Generator:
+    def _sampler(self, rng: np.random.RandomState) -> Sampler:
+        """Draws from ``rng`` itself on the CPU; elsewhere, from a device generator seeded by one draw of ``rng``."""
         device = torch_device(self.device)
-        return torch.Generator(device=device).manual_seed(torch_seed(rng))
+        if device.type == "cpu":
+            return numpy_sampler(rng)
+        return torch_sampler(torch.Generator(device=device).manual_seed(torch_seed(rng)))
 
-    def _store(self, rbm: RBM, chains: Tensor) -> None:
-        """The RBM's parameters as the fitted numpy attributes (the attributes are the model of record)."""
-        self.components_ = rbm.weight.detach().cpu().numpy()
-        self.intercept_hidden_ = rbm.hidden_bias.detach().cpu().numpy()
-        self.intercept_visible_ = rbm.visible_bias.detach().cpu().numpy()
-        self.h_samples_ = chains.cpu().numpy()
+    def _store(self, rbm: RBM, chains: Tensor, dtypes: dict | None = None) -> None:
+        """The RBM's parameters as the fitted numpy attributes (the model of record), in ``dtypes`` if given."""
+        values = (rbm.weight, rbm.hidden_bias, rbm.visible_bias, chains)
+        for name, value in zip(_FITTED, values):
+            array = value.detach().cpu().numpy()
+            setattr(self, name, array if dtypes is None else array.astype(dtypes[name], copy=False))
 
     def _to_rbm(self, dtype: np.dtype | None = None) -> RBM:
         """The fitted attributes (as they are now: users may edit them) as an RBM on ``device``."""
-        n_components, n_features = self.components_.shape
-        dtype = self.components_.dtype if dtype is None else np.result_type(self.components_.dtype, dtype)
+        n_components, n_features = np.shape(self.components_)
+        weights = np.asarray(self.components_).dtype
+        dtype = weights if dtype is None else np.result_type(weights, dtype)
         rbm = RBM(n_features, n_components, init_std=0.0).requires_grad_(False)
         rbm = rbm.to(device=torch_device(self.device), dtype=TORCH_DTYPES.get(dtype, torch.float64))
         for param, value in ((rbm.weight, self.components_), (rbm.hidden_bias, self.intercept_hidden_),
@@ -173,36 +233,42 @@ class RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             param.copy_(torch.as_tensor(np.asarray(value)))
         return rbm
 
-    def _validate(self, X, reset: bool, dtype=FLOATS):
-        X = validate_data(self, X, accept_sparse="csr", reset=reset, dtype=dtype)
-        check_unit_interval(X)
-        return X
-
     # --- inference ------------------------------------------------------------------------------------
     def transform(self, X):
         """p(h = 1 | v = X) = sigmoid(X @ components_.T + intercept_hidden_), (n_samples, n_components)."""
         check_is_fitted(self)
-        X = self._validate(X, reset=False)
+        X = validate_data(self, X, accept_sparse="csr", reset=False, dtype=FLOATS)
         rbm = self._to_rbm(X.dtype)
         return map_rows(X, rbm.hidden_mean, rbm.weight.dtype, rbm.weight.device)
 
     def gibbs(self, v):
-        """One Gibbs sweep h ~ p(h | v), v' ~ p(v | h); returns v' as a boolean array like BernoulliRBM."""
+        """One Gibbs sweep h ~ p(h | v), v' ~ p(v | h); returns v' as a boolean array like BernoulliRBM.
+
+        The draws come from ``random_state_`` (made from ``random_state`` on first use), all hidden
+        units of all rows first, then all visible ones, as in BernoulliRBM. A 1-D ``v`` is one row.
+        """
         check_is_fitted(self)
-        v = self._validate(v, reset=False)
+        one_row = not sp.issparse(v) and np.ndim(v) == 1
+        v = validate_data(self, np.reshape(v, (1, -1)) if one_row else v, accept_sparse="csr", reset=False,
+                          dtype=FLOATS)
         if not hasattr(self, "random_state_"):
             self.random_state_ = check_random_state(self.random_state)
-        generator, rbm = self._generator(self.random_state_), self._to_rbm(v.dtype)
-        return map_rows(v, lambda x: rbm.gibbs(x, 1, generator), rbm.weight.dtype, rbm.weight.device).astype(bool)
+        rbm, sample = self._to_rbm(v.dtype), self._sampler(self.random_state_)
+        dtype, device = rbm.weight.dtype, rbm.weight.device
+        # row chunks in order draw the uniforms of one (n, units) draw, so chunking keeps the stream
+        h = map_rows(v, lambda x: sample(rbm.hidden_mean(x)), dtype, device)
+        v_new = map_rows(h, lambda x: sample(rbm.visible_mean(x)), dtype, device).astype(bool)
+        return v_new[0] if one_row else v_new
 
     def score_samples(self, X):
         """Pseudo-likelihood n_features · log sigmoid(F(ṽ) - F(v)), ṽ = v with one random bit per row flipped.
 
-        The flipped positions are drawn from ``random_state`` exactly as BernoulliRBM draws them,
-        so with equal parameters and an int ``random_state`` the scores equal BernoulliRBM's.
+        F(v) = -b·v - Σ_j softplus(c_j + W_j·v) and log sigmoid are evaluated stably in float64, so even
+        huge inputs give finite scores. The flipped positions are ``check_random_state(random_state)``'s
+        ``randint(0, n_features, n_samples)``, exactly as BernoulliRBM draws them.
         """
         check_is_fitted(self)
-        X = self._validate(X, reset=False)
+        X = validate_data(self, X, accept_sparse="csr", reset=False, dtype=FLOATS)
         rng = check_random_state(self.random_state)
         flip = torch.as_tensor(rng.randint(0, X.shape[1], X.shape[0]))
         rbm = self._to_rbm(X.dtype)
