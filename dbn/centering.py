@@ -69,6 +69,9 @@ class Offsets:
 
 def check_centerable(rbm: RBM) -> None:
     """ValueError unless the centering derivation holds for ``rbm``'s unit types (see the module docstring)."""
+    if rbm.convolutional:
+        raise ValueError("centering is written for dense layers (one offset per unit); this layer is convolutional: "
+                         "set centering=false")
     if rbm.log_variance is not None:
         raise ValueError("centering needs hidden units that see c + W·v; Gaussian visible units with learned "
                          "variances see W·(v/σ²): use visible=gaussian (fixed variances) or centering=false")

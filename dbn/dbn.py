@@ -13,14 +13,15 @@ References:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
+from dbn.conv import ConvRBM
 from dbn.io import atomic_save
-
 from dbn.rbm import RBM
 from dbn.units import get_units
 
@@ -45,6 +46,10 @@ class DBN(nn.Module):
         n_classes: add a softmax head with this many classes on top.
         init_std: standard deviation of the RBMs' initial weights.
         generator: random generator for the initial weights.
+
+    A stack with convolutional layers (:class:`~dbn.conv.ConvRBM`) is built from its layers with
+    :meth:`from_layers`; each layer sees the layer below's :meth:`~dbn.rbm.RBM.output` (pooled maps,
+    flattened), and the fine-tuned net is the CNN with the pretrained filters.
     """
 
     def __init__(
@@ -75,10 +80,37 @@ class DBN(nn.Module):
         if n_classes is not None:
             self.add_head(n_classes, generator=generator)
 
+    @classmethod
+    def from_layers(cls, layers: Sequence[RBM], n_classes: int | None = None,
+                    generator: torch.Generator | None = None) -> DBN:
+        """A stack of given layers (dense :class:`~dbn.rbm.RBM` or :class:`~dbn.conv.ConvRBM`), bottom first.
+
+        Raises:
+            ValueError: a layer's visible size differs from the output size of the layer below.
+        """
+        layers = list(layers)
+        if not layers:
+            raise ValueError("a DBN needs at least one layer")
+        for i, (below, above) in enumerate(itertools.pairwise(layers)):
+            if above.n_visible != below.n_output:
+                raise ValueError(f"layer {i + 1} has {above.n_visible} visible units but layer {i} outputs "
+                                 f"{below.n_output} values (its pooled maps, flattened); make them agree")
+        with torch.random.fork_rng(devices=[]):  # the placeholder stack's throwaway init must not move the global stream
+            model = cls([layers[0].n_visible, layers[0].n_output], init_std=0.0)
+        model.layers = nn.ModuleList(layers)
+        if n_classes is not None:
+            model.add_head(n_classes, generator=generator)
+        return model
+
     # --- structure ----------------------------------------------------------------------------
     @property
     def sizes(self) -> list[int]:
-        return [self.layers[0].n_visible] + [rbm.n_hidden for rbm in self.layers]
+        """The data dimension, then each layer's output size (its hidden units, or pooled maps for conv layers)."""
+        return [self.layers[0].n_visible] + [rbm.n_output for rbm in self.layers]
+
+    @property
+    def convolutional(self) -> bool:
+        return any(rbm.convolutional for rbm in self.layers)
 
     @property
     def n_classes(self) -> int | None:
@@ -119,7 +151,7 @@ class DBN(nn.Module):
         layers = self.layers if n_layers is None else self.layers[:n_layers]
         h = x
         for rbm in layers:
-            h = rbm.hidden_mean(h)
+            h = rbm.output(h)
             if dropout > 0 and self.training:
                 h = _dropout(h, dropout)
         return h
@@ -200,6 +232,9 @@ class DBN(nn.Module):
     @torch.no_grad()
     def down(self, h: Tensor, sample: bool = False, generator: torch.Generator | None = None) -> Tensor:
         """Top-down pass from the states of the top RBM's visible layer to data space (means at the bottom)."""
+        if any(rbm.convolutional and rbm.pooling for rbm in self.layers[:-1]):
+            raise ValueError("a top-down pass cannot undo pooling: this stack's convolutional layers pool their "
+                             "maps; sample from one layer (ConvRBM.sample) instead")
         for i, rbm in enumerate(reversed(self.layers[:-1])):
             mean = rbm.visible_mean(h)
             bottom = i == len(self.layers) - 2
@@ -220,6 +255,7 @@ class DBN(nn.Module):
         return {
             "format": FORMAT,
             "sizes": self.sizes,
+            "layers": [layer_spec(rbm) for rbm in self.layers],
             "visible": self.layers[0].visible.name,
             "hidden": [rbm.hidden.name for rbm in self.layers],
             "n_classes": self.n_classes,
@@ -246,17 +282,39 @@ class DBN(nn.Module):
         if blob.get("format") != FORMAT:
             raise ValueError(f"{path} is not a saved DBN (format {blob.get('format')!r}, expected {FORMAT!r})")
         with torch.random.fork_rng(devices=[]):  # the head's throwaway init must not move the global stream
-            model = cls(blob["sizes"], visible=blob["visible"], hidden=blob["hidden"], n_classes=blob["n_classes"],
-                        init_std=0.0)
+            if any(spec.get("type") == "conv" for spec in blob.get("layers") or []):
+                model = cls.from_layers([layer_from_spec(spec) for spec in blob["layers"]], n_classes=blob["n_classes"])
+            else:  # dense stacks (and files written before layer specs were stored)
+                model = cls(blob["sizes"], visible=blob["visible"], hidden=blob["hidden"], n_classes=blob["n_classes"],
+                            init_std=0.0)
         model.load_state_dict(blob["state_dict"])
         model.input_scaling = blob.get("input_scaling")  # files saved before scaling was stored have none
         return model
 
 
+def layer_spec(rbm: RBM) -> dict:
+    """What rebuilds a layer (its sizes and unit types; the tensors are in the state dict)."""
+    if rbm.convolutional:
+        return {"type": "conv", "in_shape": list(rbm.in_shape), "n_filters": rbm.hidden_shape[0], "kernel": rbm.kernel,
+                "visible": rbm.visible.name, "pooling": rbm.pooling, "pool": rbm.pool}
+    return {"type": "dense", "n_visible": rbm.n_visible, "n_hidden": rbm.n_hidden, "visible": rbm.visible.name,
+            "hidden": rbm.hidden.name}
+
+
+def layer_from_spec(spec: dict) -> RBM:
+    """The layer of :func:`layer_spec`, with zero weights."""
+    if spec["type"] == "conv":
+        return ConvRBM(tuple(spec["in_shape"]), spec["n_filters"], spec["kernel"], visible=spec["visible"],
+                       pooling=spec["pooling"], pool=spec["pool"], init_std=0.0)
+    return RBM(spec["n_visible"], spec["n_hidden"], visible=spec["visible"], hidden=spec["hidden"], init_std=0.0)
+
+
 def _glorot_(weight: Tensor, generator: torch.Generator | None) -> None:
-    """W ~ U(-a, a), a = sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010), in place; W is (out, in)."""
+    """W ~ U(-a, a), a = sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010), in place; W is (out, in) or a conv
+    filter bank (out, in, k, k), whose fans count the kernel's positions."""
     with torch.no_grad():
-        bound = (6.0 / sum(weight.shape)) ** 0.5
+        fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(weight)
+        bound = (6.0 / (fan_in + fan_out)) ** 0.5
         weight.copy_(torch.rand(weight.shape, generator=generator) * 2 * bound - bound)
 
 

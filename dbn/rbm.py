@@ -45,6 +45,9 @@ class RBM(nn.Module):
         generator: random generator for the initial weights.
     """
 
+    #: weights shared across positions (:class:`~dbn.conv.ConvRBM`); the estimators written for dense weights refuse it
+    convolutional = False
+
     def __init__(
         self,
         n_visible: int,
@@ -124,6 +127,15 @@ class RBM(nn.Module):
         mean = self.visible_mean(h)
         return mean, self.visible.sample(mean, generator, self.log_variance)
 
+    @property
+    def n_output(self) -> int:
+        """Size of what the next layer of a stack sees (:meth:`output`): n_hidden."""
+        return self.n_hidden
+
+    def output(self, v: Tensor) -> Tensor:
+        """What the next layer of a stack sees: E[h | v] (a convolutional layer may pool it).  -> (batch, n_output)"""
+        return self.hidden_mean(v)
+
     # --- energies ---------------------------------------------------------------------------
     def energy(self, v: Tensor, h: Tensor) -> Tensor:
         """E(v, h) = E_vis(v; b, σ) - c·h - h·W·(v / σ²).  (batch, n_visible), (batch, n_hidden) -> (batch,)
@@ -147,6 +159,23 @@ class RBM(nn.Module):
         """
         pre = self.hidden_pre(v) if hidden_pre is None else hidden_pre
         return self.visible.energy(v, self.visible_bias, self.log_variance, mask) - self.hidden.log_partition(pre)
+
+    # --- gradients of a loss Σ_r w_r F(v_r), given G = ∂L/∂pre (see dbn.sampling.cd_gradients) ----------
+    def unit_visible_bias(self) -> Tensor:
+        """The bias of every visible unit.  -> (n_visible,)"""
+        return self.visible_bias
+
+    def weight_gradient(self, g: Tensor, seen: Tensor, out: Tensor | None = None) -> Tensor:
+        """∂L/∂W = Gᵀ ṽ, one product (written into ``out`` when given).  (rows, n_hidden), (rows, n_visible) -> W's shape"""
+        return g.t() @ seen if out is None else torch.mm(g.t(), seen, out=out)
+
+    def hidden_bias_gradient(self, g: Tensor, dtype: torch.dtype) -> Tensor:
+        """∂L/∂c = Σ_r G_r, summed in ``dtype``.  -> (n_hidden,)"""
+        return g.sum(0, dtype=dtype)
+
+    def visible_bias_gradient(self, per_unit: Tensor) -> Tensor:
+        """The visible bias gradient from its per-unit value (the identity here: one bias per unit)."""
+        return per_unit
 
     # --- sampling ---------------------------------------------------------------------------
     def gibbs(self, v: Tensor, steps: int = 1, generator: torch.Generator | None = None) -> Tensor:

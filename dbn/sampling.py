@@ -169,6 +169,9 @@ def cd_gradients(rbm: RBM, step: CDStep, sparsity: Tensor | None = None, out: di
 
         G_r = ∂L/∂pre_r = -w_r p_r  (+ s / B on data rows: the sparsity term s = cost·(q - target))
         ∂L/∂W = Gᵀ Ṽ        ∂L/∂c = Σ_r G_r        ∂L/∂b = Σ_r w_r ∂E_vis(v_r)/∂b   (Units.mean_energy_grad)
+
+    (the RBM's ``weight_gradient``, ``hidden_bias_gradient`` and ``visible_bias_gradient``: a convolutional
+    layer sums them over positions, :class:`~dbn.conv.ConvRBM`)
         ∂L/∂z = Σ_r w_r ∂E_vis(v_r)/∂z - Σ_r (G_r W) ⊙ ṽ_r     (learned log-variances z only)
 
     The data and negative rows are stacked, so the weight gradient is one product
@@ -200,16 +203,15 @@ def cd_gradients(rbm: RBM, step: CDStep, sparsity: Tensor | None = None, out: di
     if log_var is not None:
         seen = seen * torch.exp(-log_var)
     acc = torch.promote_types(g.dtype, torch.float32)  # sums of bfloat16 terms kept in float32
-    e_d = rbm.visible.mean_energy_grad(v_d, rbm.visible_bias, log_var, mask)
-    e_m = rbm.visible.mean_energy_grad(v_m, rbm.visible_bias, log_var, mask)
+    bias = rbm.unit_visible_bias()
+    e_d = rbm.visible.mean_energy_grad(v_d, bias, log_var, mask)
+    e_m = rbm.visible.mean_energy_grad(v_m, bias, log_var, mask)
     out = out or {}
     w_out = out.get("weight")
-    if w_out is not None and w_out.dtype == g.dtype == seen.dtype:  # the product writes into out: no temporary
-        grads = {"weight": torch.mm(g.t(), seen, out=w_out)}
-    else:
-        grads = {"weight": g.t() @ seen}
-    grads["hidden_bias"] = g.sum(0, dtype=acc)
-    grads["visible_bias"] = e_d[0] - e_m[0]
+    same = w_out is not None and w_out.dtype == g.dtype == seen.dtype  # the product writes into out: no temporary
+    grads = {"weight": rbm.weight_gradient(g, seen, out=w_out if same else None)}
+    grads["hidden_bias"] = rbm.hidden_bias_gradient(g, acc)
+    grads["visible_bias"] = rbm.visible_bias_gradient(e_d[0] - e_m[0])
     if log_var is not None:
         grads["log_variance"] = e_d[1] - e_m[1] - ((g @ rbm.weight) * seen).sum(0, dtype=acc)
     for name, value in grads.items():
@@ -269,8 +271,8 @@ def parallel_tempering(rbm: RBM, chains: Tensor, betas: Tensor, k: int = 1,
         training of restricted Boltzmann machines"; Cho, Raiko & Ilin (2010), "Parallel tempering is efficient
         for learning restricted Boltzmann machines".
     """
-    if rbm.visible.name != "bernoulli" or rbm.hidden.name != "bernoulli":
-        raise ValueError(f"parallel tempering needs Bernoulli visible and hidden units, this RBM has "
+    if rbm.visible.name != "bernoulli" or rbm.hidden.name != "bernoulli" or rbm.convolutional:
+        raise ValueError(f"parallel tempering needs dense weights and Bernoulli visible and hidden units, this RBM has "
                          f"{rbm.visible.name} and {rbm.hidden.name}")
     n_temps, n_chains, n_visible = chains.shape
     beta = torch.as_tensor(betas, dtype=chains.dtype, device=chains.device)

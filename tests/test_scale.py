@@ -147,3 +147,15 @@ def test_slurm_launcher_config_composes_for_a_multi_node_sweep():
     assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     assert (launcher.nodes, launcher.tasks_per_node, launcher.partition) == (2, 4, "gpu")
     assert launcher.max_num_timeout == 3  # resubmission is safe: the run continues in its directory
+
+
+@pytest.mark.slow
+def test_conv_stack_under_ddp_keeps_ranks_identical(tmp_path):
+    """model=conv on 2 CPU processes: the conv layer's averaged update keeps every rank's filters bit-identical."""
+    argv = [*readme_command(DDP), "model=conv", "pretrain.epochs=3", "finetune.epochs=5"]
+    job = run_as_typed(argv, tmp_path, timeout=900, env=_env())
+    assert job.returncode == 0, job.stderr[-3000:]
+    results = json.loads((job.run_dir / "results.json").read_text())
+    assert [layer["identical_across_ranks"] for layer in results["pretrain"]] == [True, True]
+    assert results["finetune"]["identical_across_ranks"] is True
+    assert DBN.load(job.run_dir).layers[0].convolutional

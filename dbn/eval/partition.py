@@ -39,6 +39,8 @@ def exact_log_partition(rbm: RBM, chunk: int = 1 << 15) -> float:
         ValueError: if the enumerated layer has more than 25 units (2^25 states), or the unit types are
             neither binary nor Gaussian visible with binary hidden units.
     """
+    if rbm.convolutional:
+        raise ValueError("exact_log_partition is written for dense weights; this is a convolutional RBM (dbn.conv.ConvRBM)")
     gaussian = rbm.visible.name in ("gaussian", "gaussian_learned")
     if rbm.hidden.name != "bernoulli" or not (gaussian or rbm.visible.name == "bernoulli"):
         raise ValueError("exact_log_partition enumerates Bernoulli hidden units and sums or integrates out "
@@ -165,6 +167,8 @@ def ais_log_partition(
         seed: seed of the sampler.
         betas: explicit schedule from 0 to 1, overriding ``n_betas``.
     """
+    if rbm.convolutional:
+        raise ValueError("ais_log_partition is written for dense weights; this is a convolutional RBM (dbn.conv.ConvRBM)")
     if rbm.visible.name != "bernoulli" or rbm.hidden.name != "bernoulli":
         raise ValueError(f"ais_log_partition supports Bernoulli units only, this RBM has {rbm.visible.name} visible "
                          f"and {rbm.hidden.name} hidden units; for Gaussian visible units with at most "

@@ -24,7 +24,7 @@ def load_run_data(run_dir: str | Path):
 
 
 def is_binary(rbm: RBM) -> bool:
-    return rbm.visible.name == "bernoulli" and rbm.hidden.name == "bernoulli"
+    return rbm.visible.name == "bernoulli" and rbm.hidden.name == "bernoulli" and not rbm.convolutional
 
 
 def _log_z(rbm: RBM, train_x: torch.Tensor, n_chains: int, n_betas: int, seed: int) -> dict:

@@ -65,6 +65,8 @@ def raise_log_likelihood(
         seed: seed of the sampler.
         batch_size: chains run together (rows of n_chains × test vectors).
     """
+    if rbm.convolutional:
+        raise ValueError("raise_log_likelihood is written for dense weights; this is a convolutional RBM (dbn.conv.ConvRBM)")
     if rbm.visible.name != "bernoulli" or rbm.hidden.name != "bernoulli":
         raise ValueError(f"raise_log_likelihood supports Bernoulli units only, this RBM has {rbm.visible.name} "
                          f"visible and {rbm.hidden.name} hidden units")

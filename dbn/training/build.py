@@ -18,10 +18,12 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
+from dbn.conv import ConvRBM
 from dbn.data.augment import check_augment, image_side
 from dbn.data.base import TensorDataModule
 from dbn.dbn import DBN
 from dbn.errors import ConfigError, DataError
+from dbn.rbm import RBM
 from dbn.rundir import RunDir
 from dbn.training.console import StageProgress
 from dbn.training.distributed import resolve_strategy
@@ -59,9 +61,16 @@ def check_config(cfg: DictConfig) -> None:
     for key in ("seed", "run_dir"):
         if cfg.get(key) is None:
             raise ConfigError(f"config key {key!r} is missing")
-    net = model(cfg, n_features=1)
+    n_conv = len(conv_specs(cfg))
+    net = None if n_conv else model(cfg, n_features=1)  # a conv stack's shapes need the data's image size
     if enabled(cfg.get("pretrain")):
-        for i, (rbm, schedule) in enumerate(zip(net.layers, schedules(cfg, len(cfg.model.hidden)))):
+        layer_schedules_ = schedules(cfg, n_conv + len(cfg.model.hidden))
+        for i, schedule in enumerate(layer_schedules_[:n_conv]):
+            for key, bad in (("sampler", "pt"), ("centering", True)):
+                if schedule.get(key) == bad:
+                    raise ConfigError(f"pretrain: layer {i} is convolutional, which {key}={bad} does not cover; set "
+                                      f"pretrain.layers.{i}.{key}={'gibbs' if key == 'sampler' else 'false'}")
+        for i, (rbm, schedule) in enumerate(zip(net.layers if net else [], layer_schedules_)):
             if schedule.get("sampler") == "pt" and {rbm.visible.name, rbm.hidden.name} != {"bernoulli"}:
                 raise ConfigError(f"pretrain: layer {i} has {rbm.visible.name} visible and {rbm.hidden.name} hidden "
                                   f"units but sampler=pt needs binary units; set pretrain.layers.{i}.sampler=gibbs "
@@ -87,17 +96,68 @@ def check_config(cfg: DictConfig) -> None:
 
 
 # --- the model and the data ---------------------------------------------------------------------------
+#: keys of one ``model.conv`` entry, with their defaults
+CONV_KEYS = {"filters": None, "kernel": None, "pooling": "probabilistic", "pool": 2}
+
+
+def conv_specs(cfg: DictConfig) -> list[dict]:
+    """``model.conv``: the convolutional layers' settings, checked (none for a dense stack)."""
+    node = cfg.model.get("conv")
+    if not node:
+        return []
+    if not OmegaConf.is_list(node):
+        raise ConfigError(f"model.conv must be a list of layers like {{filters: 32, kernel: 3}}, got {node}")
+    specs = []
+    for i, entry in enumerate(OmegaConf.to_container(node, resolve=True)):
+        if not isinstance(entry, dict):
+            raise ConfigError(f"model.conv.{i} must be a mapping like {{filters: 32, kernel: 3}}, got {entry!r}")
+        unknown = sorted(set(entry) - set(CONV_KEYS))
+        missing = [k for k, v in CONV_KEYS.items() if v is None and k not in entry]
+        if unknown or missing:
+            raise ConfigError(f"model.conv.{i}: unknown keys {unknown}, missing keys {missing}; a conv layer takes "
+                              f"{sorted(CONV_KEYS)}")
+        specs.append(CONV_KEYS | entry)
+    return specs
+
+
 def model(cfg: DictConfig, n_features: int) -> DBN:
-    """The DBN of ``model.*`` on ``n_features`` inputs."""
+    """The DBN of ``model.*`` on ``n_features`` inputs: ``model.conv`` layers (if any), then ``model.hidden``."""
     hidden = cfg.model.hidden
-    if isinstance(hidden, int) or not OmegaConf.is_list(hidden) or len(hidden) == 0:
+    convs = conv_specs(cfg)
+    if isinstance(hidden, int) or not OmegaConf.is_list(hidden) or (len(hidden) == 0 and not convs):
         raise ConfigError(f"model.hidden must be a non-empty list of layer sizes, e.g. model.hidden=[500,500], got {hidden}")
     units = cfg.model.hidden_units
     units = list(units) if OmegaConf.is_list(units) else units
     try:
-        return DBN([n_features, *hidden], visible=cfg.model.visible, hidden=units, init_std=cfg.model.init_std)
+        if not convs:
+            return DBN([n_features, *hidden], visible=cfg.model.visible, hidden=units, init_std=cfg.model.init_std)
+        return conv_model(convs, n_features, list(hidden), cfg.model.visible, units, cfg.model.init_std)
     except (ValueError, TypeError) as e:
         raise ConfigError(f"model: {e}") from None
+
+
+def conv_model(convs: list[dict], n_features: int, hidden: list[int], visible: str, units, init_std: float) -> DBN:
+    """Conv RBMs on square one-channel images of ``n_features`` pixels, each on the pooled maps below, then dense RBMs."""
+    try:
+        side = image_side(n_features)
+    except ValueError:
+        raise ValueError(f"model.conv needs square one-channel images, but the data have {n_features} features") from None
+    shape, layers = (1, side, side), []
+    for i, spec in enumerate(convs):
+        try:
+            layers.append(ConvRBM(shape, spec["filters"], spec["kernel"], visible=visible if i == 0 else "bernoulli",
+                                  pooling=spec["pooling"], pool=spec["pool"], init_std=init_std))
+        except ValueError as e:
+            raise ValueError(f"conv.{i} on {shape[1]}x{shape[2]} maps: {e}") from None
+        shape = layers[-1].output_shape
+    kinds = [units] * len(hidden) if isinstance(units, str) else list(units)
+    if len(kinds) != len(hidden):
+        raise ValueError(f"hidden_units: got {len(kinds)} for {len(hidden)} dense layers; give one name or one per layer")
+    n = layers[-1].n_output
+    for size, kind in zip(hidden, kinds):
+        layers.append(RBM(n, int(size), hidden=kind, init_std=init_std))
+        n = int(size)
+    return DBN.from_layers(layers)
 
 
 def data(cfg: DictConfig) -> TensorDataModule:

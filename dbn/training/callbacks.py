@@ -74,7 +74,11 @@ def layer_pictures(rbm: RBM, monitor: Tensor | None, n_filters: int = 64, n_imag
     """Filters, reconstructions of ``monitor[:n_images]`` and model samples as (3, H, W) grids, keyed by name.
 
     Empty when the visible units do not form a square image; no reconstructions without ``monitor``.
+    A convolutional layer on one-channel images shows its k x k filters and, as ``hidden_maps``, the hidden
+    maps p(h | v) of the first four monitor images (a row of maps per image).
     """
+    if rbm.convolutional:
+        return conv_pictures(rbm, monitor, n_filters, n_images, gibbs_steps, generator)
     side = square_side(rbm.n_visible)
     if side is None:
         return {}
@@ -83,6 +87,25 @@ def layer_pictures(rbm: RBM, monitor: Tensor | None, n_filters: int = 64, n_imag
         v = monitor[:n_images].to(rbm.weight)
         pictures["reconstructions"] = reconstruction_grid(v, rbm.reconstruct(v), side)
     pictures["samples"] = image_grid(rbm.sample(n_images, gibbs_steps, generator=generator), side)
+    return pictures
+
+
+def conv_pictures(rbm, monitor: Tensor | None, n_filters: int, n_images: int, gibbs_steps: int,
+                  generator: torch.Generator | None) -> dict[str, Tensor]:
+    """:func:`layer_pictures` of a :class:`~dbn.conv.ConvRBM` on one-channel square maps (else nothing)."""
+    channels, height, width = rbm.in_shape
+    if channels != 1 or height != width:
+        return {}
+    pictures = {"filters": filter_grid(rbm.weight[:, 0].flatten(1), rbm.kernel, n_filters)}
+    if monitor is not None:
+        v = monitor[:n_images].to(rbm.weight)
+        pictures["reconstructions"] = reconstruction_grid(v, rbm.reconstruct(v), height)
+        maps, h, w = rbm.hidden_shape
+        if h == w:
+            shown = min(maps, 16)
+            hidden = rbm.hidden_mean(v[:4]).view(-1, maps, h * w)[:, :shown]
+            pictures["hidden_maps"] = image_grid(hidden.reshape(-1, h * w), h, nrow=shown)
+    pictures["samples"] = image_grid(rbm.sample(n_images, gibbs_steps, generator=generator), height)
     return pictures
 
 

@@ -56,7 +56,7 @@ class LikelihoodMonitor(L.Callback):
     def _evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Rank 0 computes the numbers, every rank receives them (same hook, same point) and logs them."""
         rbm, data = pl_module.rbm, trainer.datamodule
-        if rbm.visible.name != "bernoulli" or rbm.hidden.name != "bernoulli":
+        if rbm.visible.name != "bernoulli" or rbm.hidden.name != "bernoulli" or rbm.convolutional:
             return
         if getattr(data, "train_mask", None) is not None:
             return  # missing values: the zero-filled rows are not samples of the model's full visible layer

@@ -129,8 +129,8 @@ def load_pretrained(model: DBN, source: str) -> str:
         other = DBN.load(RunDir(source).pretrained if Path(source).is_dir() else source)
     except (FileNotFoundError, ValueError) as e:
         raise ConfigError(f"pretrain.init_from: {e}") from None
-    theirs = {k: v for k, v in other.spec().items() if k in ("sizes", "visible", "hidden")}
-    mine = {k: v for k, v in model.spec().items() if k in ("sizes", "visible", "hidden")}
+    theirs = {k: v for k, v in other.spec().items() if k in ("sizes", "visible", "hidden", "layers")}
+    mine = {k: v for k, v in model.spec().items() if k in ("sizes", "visible", "hidden", "layers")}
     if theirs != mine:
         raise ConfigError(f"pretrain.init_from={source} holds a {theirs} stack but this run builds {mine}")
     model.layers.load_state_dict(other.layers.state_dict())

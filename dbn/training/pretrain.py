@@ -61,9 +61,10 @@ def layer_schedules(shared: Mapping, per_layer: Mapping | None, n_layers: int) -
 
 @torch.no_grad()
 def hidden_probabilities(rbm: RBM, x: Tensor, batch_size: int = 4096) -> Tensor:
-    """E[h | v] for a whole data set, on ``x``'s device, in batches (the next layer's data)."""
+    """The layer's output for a whole data set (E[h | v], pooled for a pooling conv layer), on ``x``'s device, in
+    batches: the next layer's data."""
     rbm = rbm.to(x.device)
-    return torch.cat([rbm.hidden_mean(chunk) for chunk in x.split(batch_size)])
+    return torch.cat([rbm.output(chunk) for chunk in x.split(batch_size)])
 
 
 def pretrain_layers(

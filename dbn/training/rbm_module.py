@@ -114,9 +114,10 @@ class RBMModule(L.LightningModule):
                        n_temperatures=n_temperatures, beta_min=beta_min, centering_rate=centering_rate)
         if centering:
             check_centerable(rbm)
-        if sampler == "pt" and (rbm.visible.name != "bernoulli" or rbm.hidden.name != "bernoulli"):
-            raise ValueError(f"sampler=pt needs Bernoulli visible and hidden units, this layer has {rbm.visible.name} "
-                             f"and {rbm.hidden.name}; use sampler=gibbs")
+        if sampler == "pt" and (rbm.visible.name != "bernoulli" or rbm.hidden.name != "bernoulli" or rbm.convolutional):
+            raise ValueError(f"sampler=pt needs a dense layer of Bernoulli visible and hidden units, this layer has "
+                             f"{rbm.visible.name} and {rbm.hidden.name}{' (convolutional)' if rbm.convolutional else ''}; "
+                             "use sampler=gibbs")
         self.save_hyperparameters(ignore=["rbm"])
         self.automatic_optimization = False  # the update is explicit: see the class docstring
         self.rbm = rbm

@@ -1,0 +1,178 @@
+"""ConvRBM: the dense RBM with the Toeplitz weight matrix, probabilistic max-pooling against enumeration, CD through RBMModule."""
+
+from __future__ import annotations
+
+import itertools
+
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from dbn import RBM
+from dbn.conv import ConvRBM
+from dbn.sampling import cd_gradients, cd_loss, contrastive_divergence
+from dbn.training.rbm_module import RBMModule
+
+
+def _conv(visible="bernoulli", pooling=None, shape=(2, 5, 5), filters=3, kernel=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    rbm = ConvRBM(shape, filters, kernel, visible=visible, pooling=pooling, init_std=0.5, generator=g).double()
+    with torch.no_grad():
+        rbm.visible_bias.normal_(0, 0.5, generator=g)
+        rbm.hidden_bias.normal_(0, 0.5, generator=g)
+    return rbm
+
+
+def _toeplitz(conv: ConvRBM) -> RBM:
+    """The dense RBM with the conv layer's weight matrix (columns = responses to unit images) and repeated biases."""
+    dense = RBM(conv.n_visible, conv.n_hidden, visible=conv.visible.name, init_std=0.0).double()
+    eye = torch.eye(conv.n_visible, dtype=torch.float64)
+    with torch.no_grad():
+        c_full = conv.hidden_bias.repeat_interleave(conv.n_hidden // conv.hidden_shape[0])
+        dense.weight.copy_((conv.hidden_pre(eye) - c_full).t())
+        dense.hidden_bias.copy_(c_full)
+        dense.visible_bias.copy_(conv.unit_visible_bias())
+    return dense
+
+
+@pytest.mark.parametrize("visible", ["bernoulli", "gaussian"])
+def test_conv_rbm_is_the_dense_rbm_with_the_toeplitz_matrix(visible):
+    conv = _conv(visible)
+    dense = _toeplitz(conv)
+    g = torch.Generator().manual_seed(1)
+    v = torch.rand(7, conv.n_visible, generator=g, dtype=torch.float64)
+    if visible == "bernoulli":
+        v = (v < 0.5).double()
+    h = (torch.rand(7, conv.n_hidden, generator=g, dtype=torch.float64) < 0.5).double()
+    for name in ("hidden_pre", "hidden_mean", "free_energy"):
+        torch.testing.assert_close(getattr(conv, name)(v), getattr(dense, name)(v), msg=name)
+    for name in ("visible_pre", "visible_mean"):
+        torch.testing.assert_close(getattr(conv, name)(h), getattr(dense, name)(h), msg=name)
+    torch.testing.assert_close(conv.energy(v, h), dense.energy(v, h))
+    # the transposed product really is the transpose: Wᵀh of conv_transpose2d against the dense matrix
+    torch.testing.assert_close(conv.visible_pre(h) - conv.unit_visible_bias(), h @ dense.weight)
+
+
+@pytest.mark.parametrize("pooling", [None, "probabilistic"])
+@pytest.mark.parametrize("visible", ["bernoulli", "gaussian"])
+def test_closed_form_cd_gradient_equals_autograd_for_conv_layers(visible, pooling):
+    conv = _conv(visible, pooling, shape=(2, 5, 5), kernel=2)  # 4x4 hidden maps: 2x2 pooling blocks fit
+    v = torch.rand(6, conv.n_visible, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    if visible == "bernoulli":
+        v = (v < 0.5).double()
+    step = contrastive_divergence(conv, v, k=2, generator=torch.Generator().manual_seed(3))
+    conv.zero_grad()
+    cd_loss(conv, step).backward()
+    with torch.no_grad():
+        closed, _ = cd_gradients(conv, step)
+    for name, p in conv.named_parameters():
+        torch.testing.assert_close(closed[name], p.grad, msg=name)
+
+
+def test_probabilistic_max_pooling_against_enumeration():
+    """One map, 2x2 hidden units in one block: 5 allowed states (all off, or exactly one on)."""
+    conv = _conv("bernoulli", "probabilistic", shape=(1, 3, 3), filters=1, kernel=2)
+    states = torch.tensor([[0, 0, 0, 0]] + [[float(i == j) for j in range(4)] for i in range(4)], dtype=torch.float64)
+    vs = torch.tensor(list(itertools.product([0.0, 1.0], repeat=9)), dtype=torch.float64)
+    # free energy: -log Σ_{allowed h} exp(-E(v, h))
+    energies = torch.stack([conv.energy(vs, s.expand(len(vs), 4)) for s in states], dim=1)
+    torch.testing.assert_close(conv.free_energy(vs), -torch.logsumexp(-energies, dim=1))
+    # conditionals: p(h_a = 1 | v) and p(pool on | v) from the enumerated posterior over the 5 states
+    post = torch.softmax(-energies, dim=1)
+    torch.testing.assert_close(conv.hidden_mean(vs), post @ states)
+    torch.testing.assert_close(conv.output(vs), 1 - post[:, :1])
+    # samples: at most one unit on per block, with the right frequencies
+    v = vs[100:101].expand(40000, 9)
+    h = conv.hidden.sample(conv.hidden_mean(v), torch.Generator().manual_seed(4))
+    assert h.sum(1).max() <= 1
+    torch.testing.assert_close(h.mean(0), conv.hidden_mean(vs[100:101])[0], atol=0.01, rtol=0)
+
+
+def test_pooling_shapes_and_errors():
+    conv = ConvRBM((1, 8, 8), 4, 3, pooling="max")  # 6x6 hidden maps -> 3x3
+    assert conv.hidden_shape == (4, 6, 6) and conv.output_shape == (4, 3, 3) and conv.n_output == 36
+    v = torch.rand(5, 64)
+    out = conv.output(v)
+    assert out.shape == (5, 36)
+    blocks = conv.hidden_mean(v).view(5, 4, 3, 2, 3, 2)  # (batch, map, block row, row in block, block col, col)
+    torch.testing.assert_close(out, blocks.amax(dim=(3, 5)).flatten(1))
+    assert ConvRBM((1, 8, 8), 4, 3).n_output == 4 * 6 * 6
+    with pytest.raises(ValueError, match="multiples of 2"):
+        ConvRBM((1, 8, 8), 4, 4, pooling="probabilistic")  # 5x5 hidden maps
+    with pytest.raises(ValueError, match="larger than the 8x8 input"):
+        ConvRBM((1, 8, 8), 4, 9)
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        ConvRBM((1, 8, 8), 4, 3, pooling="avg")
+    with pytest.raises(ValueError, match="must have shape"):
+        conv.hidden_pre(torch.rand(5, 63))
+
+
+def test_rbm_module_trains_a_conv_layer_by_cd(tmp_path):
+    """The same RBMModule path as dense layers: bars images, reconstruction error falls, filters move."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.zeros(400, 1, 8, 8)
+    rows, cols = torch.randint(0, 8, (400,), generator=g), torch.randint(0, 8, (400,), generator=g)
+    x[torch.arange(400), 0, rows, :] = 1.0
+    x[torch.arange(400), 0, :, cols] = 1.0
+    x = x.flatten(1)
+    conv = ConvRBM((1, 8, 8), 8, 3, pooling="probabilistic", generator=torch.Generator().manual_seed(1))
+    conv.init_visible_bias(x.mean(0))
+    module = RBMModule(conv, lr=0.05, epochs=8, batch_size=20, steps_per_batch=5, sparsity_target=0.1,
+                       sparsity_cost=0.1)
+    with torch.no_grad():
+        before = float((conv.reconstruct(x) - x).square().mean())
+    trainer = L.Trainer(max_epochs=8, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        limit_val_batches=0, default_root_dir=tmp_path)
+    trainer.fit(module, DataLoader(TensorDataset(x), batch_size=100, shuffle=True))
+    with torch.no_grad():
+        after = float((conv.reconstruct(x) - x).square().mean())
+    assert after < 0.6 * before
+    assert module.q_running.shape == (conv.n_hidden,)
+
+
+def test_dbn_train_model_conv_end_to_end(tmp_path):
+    """model=conv through dbn-train: greedy conv + dense pretraining, CNN fine-tuning, saved stack, pictures."""
+    from hydra import compose, initialize_config_module
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from dbn import DBN
+    from dbn.training.pipeline import run
+
+    with initialize_config_module("dbn.conf", version_base="1.3"):
+        cfg = compose("train", overrides=[f"run_dir={tmp_path}", "model=conv", "pretrain.epochs=2", "finetune.epochs=8",
+                                          "finetune.optimizer.lr=0.01",
+                                          "callbacks.pretrain.rbm_tensorboard.gibbs_steps=10"])
+    results = run(cfg)
+    assert [layer["n_hidden"] for layer in results["pretrain"]] == [32 * 6 * 6, 256]
+    assert results["finetune"]["test_acc"] > 0.5  # 10 classes: far above chance after 8 epochs
+    model = DBN.load(tmp_path)
+    assert model.layers[0].convolutional and model.sizes == [64, 288, 256]
+    x = torch.rand(5, 64)
+    assert model.transform(x).shape == (5, 256) and model.predict(x).shape == (5,)
+    # the fine-tuned net is the CNN with the pretrained filters: its first layer is conv2d with the layer's weights
+    torch.testing.assert_close(model.up(x, n_layers=1),
+                               model.layers[0].hidden.pooled(torch.nn.functional.conv2d(
+                                   x.view(5, 1, 8, 8), model.layers[0].weight, model.layers[0].hidden_bias).flatten(1)))
+    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    tags = set(events.Tags()["images"])
+    assert {"pretrain/layer0/filters", "pretrain/layer0/hidden_maps", "pretrain/layer0/reconstructions"} <= tags
+
+
+def test_model_conv_config_errors_name_the_key(tmp_path):
+    from hydra import compose, initialize_config_module
+
+    from dbn.errors import ConfigError
+    from dbn.training.pipeline import run
+
+    def cfg(*overrides):
+        with initialize_config_module("dbn.conf", version_base="1.3"):
+            return compose("train", overrides=[f"run_dir={tmp_path}", "model=conv", *overrides])
+
+    with pytest.raises(ConfigError, match=r"model.conv.0: unknown keys \['filter'\], missing keys \['filters'\]"):
+        run(cfg("model.conv=[{filter: 8, kernel: 3}]"))
+    with pytest.raises(ConfigError, match="layer 0 is convolutional, which sampler=pt does not cover"):
+        run(cfg("pretrain.persistent=true", "pretrain.sampler=pt", "model.hidden=[16]"))
+    with pytest.raises(ConfigError, match=r"conv.0 on 8x8 maps: .*multiples of 2"):
+        run(cfg("model.conv=[{filters: 8, kernel: 4}]"))  # 5x5 hidden maps cannot be pooled by 2
