@@ -7,6 +7,7 @@ References:
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from functools import partial
 from numbers import Integral, Real
@@ -14,8 +15,9 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
+from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import Tensor
@@ -26,14 +28,21 @@ from dbn.sklearn._common import FLOATS, check_unit_interval, map_rows, quiet_lig
 
 #: optimizer steps per Lightning batch in both stages (dbn-train's default: pretrain/finetune.steps_per_batch)
 STEPS_PER_BATCH = 10
+#: a smaller training set is repeated (and reshuffled) up to this many rows a Lightning epoch, so that
+#: Lightning's per-epoch bookkeeping (about 10 ms) does not dominate the fit of a data set of a few hundred rows
+EPOCH_ROWS = 2048
+
 
 class DBNClassifier(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
     """A DBN pretrained greedily (CD-k per layer) and fine-tuned with a softmax head by backprop.
 
     Each layer is one ``Trainer.fit`` of :class:`~dbn.training.RBMModule` (SGD, momentum
     ``pretrain_momentum`` then ``pretrain_final_momentum`` from epoch 5, L2 on the weights);
-    fine-tuning is :class:`~dbn.training.FineTuneModule` with Adam, dropout and cross-entropy.
-    With ``pretrain=False`` the same net starts from a Glorot initialisation (the baseline).
+    fine-tuning is :class:`~dbn.training.FineTuneModule` with Adam (cosine-annealed to 0 by default),
+    dropout and cross-entropy. With ``pretrain=False`` the same net starts from a Glorot initialisation
+    (the baseline). ``*_epochs`` count passes over the data: a set of fewer than ``EPOCH_ROWS`` rows is
+    repeated within a Lightning epoch (see :func:`_epoch_plan`), which changes the cost, not the passes.
+    The defaults were chosen on held-out splits against ``MLPClassifier``; see ``experiments/sklearn_defaults``.
 
     Args:
         hidden_layer_sizes: hidden layer sizes, bottom to top.
@@ -41,7 +50,13 @@ class DBNClassifier(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, Transforme
         pretrain_epochs, pretrain_lr, pretrain_k, pretrain_batch_size: CD-k schedule shared by all layers.
         pretrain_momentum, pretrain_final_momentum, pretrain_weight_decay: SGD momentum schedule and L2 cost.
         finetune_epochs, finetune_lr, finetune_batch_size: Adam fine-tuning.
+        finetune_schedule: ``"cosine"`` (the learning rate falls from ``finetune_lr`` towards 0 along half a
+            cosine, once a Lightning epoch) or ``"constant"``.
         dropout: dropout on every hidden layer's output while fine-tuning.
+        early_stopping: hold out ``validation_fraction`` of the rows (stratified), stop fine-tuning after
+            ``n_iter_no_change`` passes without a lower validation cross-entropy, and keep the best weights,
+            as ``MLPClassifier(early_stopping=True)`` does (which watches accuracy); pretraining still sees every row.
+        validation_fraction, n_iter_no_change: the held-out share and the patience, in passes, of ``early_stopping``.
         device: Lightning accelerator and device: ``"cpu"``, ``"gpu"``/``"cuda"``, ``"cuda:N"``, ``"mps"``, ``"auto"``.
         random_state: seeds the weights, the minibatch order and the Gibbs chains.
         verbose: show Lightning's progress bars and messages.
@@ -69,16 +84,21 @@ class DBNClassifier(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, Transforme
         "finetune_epochs": [Interval(Integral, 1, None, closed="left")],
         "finetune_lr": [Interval(Real, 0, None, closed="neither")],
         "finetune_batch_size": [Interval(Integral, 1, None, closed="left")],
+        "finetune_schedule": [StrOptions({"constant", "cosine"})],
         "dropout": [Interval(Real, 0, 1, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "device": [str],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
 
-    def __init__(self, hidden_layer_sizes=(256, 256), *, pretrain=True, pretrain_epochs=10, pretrain_lr=0.05,
+    def __init__(self, hidden_layer_sizes=(256, 256), *, pretrain=True, pretrain_epochs=5, pretrain_lr=0.05,
                  pretrain_k=1, pretrain_batch_size=32, pretrain_momentum=0.5, pretrain_final_momentum=0.9,
-                 pretrain_weight_decay=2e-4, finetune_epochs=30, finetune_lr=1e-3, finetune_batch_size=32,
-                 dropout=0.2, device="cpu", random_state=None, verbose=0):
+                 pretrain_weight_decay=2e-4, finetune_epochs=100, finetune_lr=1e-2, finetune_batch_size=64,
+                 finetune_schedule="cosine", dropout=0.2, early_stopping=False, validation_fraction=0.1,
+                 n_iter_no_change=10, device="cpu", random_state=None, verbose=0):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.pretrain = pretrain
         self.pretrain_epochs = pretrain_epochs
@@ -91,7 +111,11 @@ class DBNClassifier(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, Transforme
         self.finetune_epochs = finetune_epochs
         self.finetune_lr = finetune_lr
         self.finetune_batch_size = finetune_batch_size
+        self.finetune_schedule = finetune_schedule
         self.dropout = dropout
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -107,7 +131,8 @@ class DBNClassifier(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, Transforme
             raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes in y, "
                              f"got 1 class: {self.classes_[0]!r}")
         sizes = self._sizes(X.shape[1])
-        seed = torch_seed(check_random_state(self.random_state))
+        rng = check_random_state(self.random_state)
+        seed = torch_seed(rng)
         x, codes = tensor(X).to(torch.float32), torch.as_tensor(codes.reshape(-1), dtype=torch.int64)
         forked = [] if torch_device(self.device).type == "cpu" else None
         # the global torch RNG drives Lightning's shuffling and the CD chains: seed it, then put it back
@@ -119,7 +144,7 @@ class DBNClassifier(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, Transforme
             if not self.pretrain:
                 model.reset_for_backprop(generator)
             model.add_head(len(self.classes_), generator=generator)
-            self._finetune(model, x, codes)
+            self._finetune(model, x, codes, rng)
         self.dbn_ = model.cpu().eval()
         self._n_features_out = sizes[-1]
         return self
@@ -131,7 +156,7 @@ class DBNClassifier(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, Transforme
             raise ValueError(f"hidden_layer_sizes must be one or more integers >= 1, got {self.hidden_layer_sizes!r}")
         return [n_features, *(int(h) for h in hidden)]
 
-    def _trainer(self, epochs: int):
+    def _trainer(self, epochs: int, callbacks: list | None = None):
         import lightning as L
 
         device = torch_device(self.device) if self.device != "auto" else None
@@ -143,26 +168,42 @@ class DBNClassifier(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, Transforme
             accelerator, devices = device.type, 1
         return L.Trainer(max_epochs=int(epochs), accelerator=accelerator, devices=devices, logger=False,
                          enable_checkpointing=False, enable_progress_bar=bool(self.verbose), enable_model_summary=False,
-                         limit_val_batches=0, num_sanity_val_steps=0)
+                         limit_val_batches=0, num_sanity_val_steps=0, callbacks=callbacks)
 
     def _pretrain(self, model: DBN, x: Tensor) -> list[dict]:
         from dbn.training.pretrain import greedy_pretrain, layer_schedules
 
-        shared = {"epochs": self.pretrain_epochs, "lr": self.pretrain_lr, "k": self.pretrain_k,
+        epochs, repeats = _epoch_plan(len(x), self.pretrain_epochs)
+        # momentum switches after 5 passes over the data, as with one pass an epoch
+        shared = {"epochs": epochs, "lr": self.pretrain_lr, "k": self.pretrain_k,
                   "batch_size": self.pretrain_batch_size, "momentum": self.pretrain_momentum,
-                  "final_momentum": self.pretrain_final_momentum, "weight_decay": self.pretrain_weight_decay,
-                  "steps_per_batch": STEPS_PER_BATCH}
+                  "final_momentum": self.pretrain_final_momentum, "momentum_switch_epoch": math.ceil(5 / repeats),
+                  "weight_decay": self.pretrain_weight_decay, "steps_per_batch": STEPS_PER_BATCH}
         schedules = layer_schedules(shared, None, len(model.layers))
-        return greedy_pretrain(model, x, None, schedules, lambda i, schedule: self._trainer(schedule["epochs"]))
+        return greedy_pretrain(model, x.repeat(repeats, 1), None, schedules,
+                               lambda i, schedule: self._trainer(schedule["epochs"]))
 
-    def _finetune(self, model: DBN, x: Tensor, codes: Tensor) -> None:
+    def _finetune(self, model: DBN, x: Tensor, codes: Tensor, rng: np.random.RandomState) -> None:
         from dbn.data.base import batch_loader
         from dbn.training.finetune import FineTuneModule
 
+        callbacks = None
+        if self.early_stopping:  # stratified like MLPClassifier's split, with the estimator's random state
+            train, val = train_test_split(np.arange(len(x)), test_size=self.validation_fraction,
+                                          random_state=rng, stratify=codes.numpy())
+            x, codes, x_val, codes_val = x[train], codes[train], x[val], codes[val]
+        epochs, repeats = _epoch_plan(len(x), self.finetune_epochs)
+        if self.early_stopping:
+            callbacks = [_keep_best(x_val, codes_val, patience=math.ceil(self.n_iter_no_change / repeats))]
+        scheduler = _cosine(epochs) if self.finetune_schedule == "cosine" else None
         module = FineTuneModule(model, optimizer=partial(torch.optim.Adam, lr=self.finetune_lr, fused=True),
-                                dropout=self.dropout, batch_size=self.finetune_batch_size, steps_per_batch=STEPS_PER_BATCH)
-        loader = batch_loader(x, codes, batch_size=module.loader_batch_size, shuffle=True)
-        self._trainer(self.finetune_epochs).fit(module, train_dataloaders=loader)
+                                scheduler=scheduler, dropout=self.dropout, batch_size=self.finetune_batch_size,
+                                steps_per_batch=STEPS_PER_BATCH)
+        loader = batch_loader(x.repeat(repeats, 1), codes.repeat(repeats), batch_size=module.loader_batch_size,
+                              shuffle=True)
+        self._trainer(epochs, callbacks).fit(module, train_dataloaders=loader)
+        if callbacks:
+            callbacks[0].restore(model)
 
     # --- inference ------------------------------------------------------------------------------------
     def _apply(self, X, fn: Callable[[DBN, Tensor], Tensor]) -> np.ndarray:
@@ -193,4 +234,49 @@ class DBNClassifier(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, Transforme
         return tags
 
 
-# --- scikit-learn's estimator checks ------------------------------------------------------------------
+def _epoch_plan(n_rows: int, passes: int) -> tuple[int, int]:
+    """``(epochs, repeats)``: Lightning epochs of ``repeats`` copies of the data each, ``epochs × repeats ≈ passes``.
+
+    A copy is repeated until an epoch holds ``EPOCH_ROWS`` rows, never beyond ``passes`` copies; the total
+    differs from ``passes`` by less than half an epoch's copies (100 passes over 142 rows: 7 epochs of 14).
+    """
+    most = max(1, min(passes, math.ceil(EPOCH_ROWS / max(n_rows, 1))))
+    epochs = math.ceil(passes / most)
+    return epochs, max(1, round(passes / epochs))
+
+
+def _cosine(epochs: int):
+    """A partial ``LambdaLR`` at ``(1 + cos(pi e / epochs)) / 2`` in epoch e: the last epoch still learns (a
+    small set has only a few Lightning epochs, see :func:`_epoch_plan`)."""
+    from dbn.training.schedules import lr_factor
+
+    factor = partial(lr_factor, "cosine", epochs=epochs + 1, final=0.0)
+    return partial(torch.optim.lr_scheduler.LambdaLR, lr_lambda=factor)
+
+
+def _keep_best(x_val: Tensor, codes_val: Tensor, patience: int):
+    """A callback that scores the net on held-out rows after each epoch, stops after ``patience`` epochs
+    without a lower validation cross-entropy, and keeps the best weights (``restore(model)`` puts them back)."""
+    import lightning as L
+    import torch.nn.functional as F
+
+    class KeepBest(L.Callback):
+        def __init__(self):
+            self.best, self.best_state, self.waited = math.inf, None, 0
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            dbn = pl_module.dbn
+            with torch.no_grad():
+                loss = float(F.cross_entropy(dbn(x_val.to(pl_module.device)), codes_val.to(pl_module.device)))
+            if loss < self.best:
+                self.best, self.waited = loss, 0
+                self.best_state = {k: v.detach().clone() for k, v in dbn.state_dict().items()}
+            else:
+                self.waited += 1
+                trainer.should_stop = self.waited >= patience
+
+        def restore(self, model: DBN) -> None:
+            if self.best_state is not None:
+                model.load_state_dict(self.best_state)
+
+    return KeepBest()

@@ -1,0 +1,73 @@
+"""DBNClassifier's documented defaults, its epoch plan for small data sets, early stopping, and a digits sanity check."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+from sklearn.dummy import DummyClassifier
+from sklearn.model_selection import train_test_split
+
+from dbn.sklearn import DBNClassifier
+from dbn.sklearn.classifier import EPOCH_ROWS, _epoch_plan
+
+#: the defaults docs/sklearn.md documents, chosen by experiments/sklearn_defaults (tuning seeds 100-102)
+DEFAULTS = {
+    "hidden_layer_sizes": (256, 256), "pretrain": True, "pretrain_epochs": 5, "pretrain_lr": 0.05, "pretrain_k": 1,
+    "pretrain_batch_size": 32, "pretrain_momentum": 0.5, "pretrain_final_momentum": 0.9, "pretrain_weight_decay": 2e-4,
+    "finetune_epochs": 100, "finetune_lr": 1e-2, "finetune_batch_size": 64, "finetune_schedule": "cosine",
+    "dropout": 0.2, "early_stopping": False, "validation_fraction": 0.1, "n_iter_no_change": 10, "device": "cpu",
+    "random_state": None, "verbose": 0,
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_defaults_are_the_documented_ones():
+    assert DBNClassifier().get_params() == DEFAULTS
+
+
+@pytest.mark.parametrize("n_rows", [1, 30, 142, 455, 1437, 5000, 60000])
+@pytest.mark.parametrize("passes", [1, 5, 20, 100])
+def test_epoch_plan_makes_about_the_passes_asked_for(n_rows, passes):
+    epochs, repeats = _epoch_plan(n_rows, passes)
+    assert epochs >= 1 and 1 <= repeats <= passes
+    assert abs(epochs * repeats - passes) <= epochs / 2  # rounding each epoch's copies, never more
+    if n_rows >= EPOCH_ROWS:
+        assert (epochs, repeats) == (passes, 1)  # a large set: one pass an epoch, as before
+    else:
+        assert repeats * n_rows >= min(EPOCH_ROWS, passes * n_rows) / 2
+
+
+def test_early_stopping_holds_out_rows_and_still_learns():
+    x = np.random.default_rng(0).random((200, 6))
+    y = (x[:, 0] > 0.5).astype(int)
+    params = {"hidden_layer_sizes": (16,), "pretrain_epochs": 1, "finetune_epochs": 30, "early_stopping": True,
+              "n_iter_no_change": 2, "random_state": 0}
+    a, b = DBNClassifier(**params).fit(x, y), DBNClassifier(**params).fit(x, y)
+    np.testing.assert_array_equal(a.predict_proba(x), b.predict_proba(x))  # the split follows random_state
+    assert a.score(x, y) > 0.8
+
+
+def test_validation_fraction_and_schedule_are_validated():
+    x, y = np.random.default_rng(0).random((20, 3)), np.arange(20) % 2
+    with pytest.raises(ValueError, match="validation_fraction"):
+        DBNClassifier(validation_fraction=1.0, early_stopping=True).fit(x, y)
+    with pytest.raises(ValueError, match="finetune_schedule"):
+        DBNClassifier(finetune_schedule="linear").fit(x, y)
+
+
+def test_defaults_beat_the_prior_on_digits_by_a_wide_margin():
+    """The defaults, unchanged, on the 8x8 digits (about 5 s on one thread; the protocol's seed 0 split)."""
+    x, y = load_digits(return_X_y=True)
+    x_train, x_test, y_train, y_test = train_test_split(x / 16.0, y, test_size=0.2, stratify=y, random_state=0)
+    prior = DummyClassifier(strategy="prior").fit(x_train, y_train).score(x_test, y_test)
+    accuracy = DBNClassifier(random_state=0).fit(x_train, y_train).score(x_test, y_test)
+    assert accuracy > prior + 0.8, (accuracy, prior)  # the prior scores about 0.1
