@@ -11,8 +11,14 @@ is reversible, so it is its own reversal), the importance weight
 
 has E[w] = p_ann(v) exactly, with f_k the unnormalised intermediate distributions of
 :func:`~dbn.eval.partition.ais_log_partition` (same base-rate model, same β schedule). So
-log mean(w) is a stochastic lower bound on log p_ann(v), and p_ann approaches the RBM as the
-schedule gets finer: reported beside AIS, the two bracket the test log-likelihood.
+log mean(w) is a stochastic lower bound on log p_ann(v), not on log p(v). Averaged over the model's
+own samples, log p_ann is below log p (a KL divergence), and p_ann approaches the RBM as the schedule gets
+finer if the chains can follow p_β: reported beside AIS, the two then bracket the test log-likelihood.
+On real test data of a model whose Gibbs chains do not mix between its modes, p_ann can put *more* mass
+on test vectors than the RBM does, and RAISE overshoots: on Fashion-MNIST 784-20 RBMs with an exact
+log-likelihood, it held below the truth for CD-1, CD-10, PCD-1 and PCD-1 + PT but overshot by 1.5 to 35 nats
+for the centered models, by 1.5 nats still at 30,000 betas (``experiments/fashion_rbm_generative``). So
+a RAISE value above AIS's is a warning that one of the two is off, not a tighter bracket.
 
 References:
     Burda, Grosse & Salakhutdinov (2015), "Accurate and conservative estimates of MRF log-likelihood

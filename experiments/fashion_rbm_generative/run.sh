@@ -8,7 +8,8 @@
 # HIDDEN=20 gives the exactly evaluable case (2^20 hidden states enumerated).
 # Usage: bash experiments/fashion_rbm_generative/run.sh [OUT_DIR] [SEED ...]
 #        HIDDEN=20 bash experiments/fashion_rbm_generative/run.sh runs/fashion_rbm_exact
-#        METHODS="cd1 pcd1_centered" bash ...   (a subset)
+#        METHODS="cd1 pcd1_centered" bash ...   (a subset; also pcd1_slow, pcd1_centered_slow, cd10_slow: the slow
+#        schedule of experiments/fashion_rbm_ais, lr 0.01 decaying linearly to 0.001, momentum 0.5)
 set -euo pipefail
 out=${1:-runs/fashion_rbm_generative}
 shift || true
@@ -18,6 +19,7 @@ hidden=${HIDDEN:-500}
 raise_betas=${RAISE_BETAS:-3000}
 common=(data=fashion_mnist data.binarize=sample data.seed=0 "model.hidden=[$hidden]" finetune=none
         pretrain.epochs=10 pretrain.batch_size=100 trainer.enable_progress_bar=false)
+slow="pretrain.lr=0.01 pretrain.lr_schedule=linear pretrain.lr_final=0.1 pretrain.momentum=0.5 pretrain.final_momentum=0.5"
 declare -A methods=(
   [cd1]="pretrain.k=1"
   [cd10]="pretrain.k=10"
@@ -26,6 +28,10 @@ declare -A methods=(
   [cd1_centered]="pretrain.centering=true"
   [pcd1_centered]="pretrain.persistent=true pretrain.centering=true"
   [pcd1_pt_centered]="pretrain.persistent=true pretrain.sampler=pt pretrain.centering=true"
+  # schedule B of experiments/fashion_rbm_ais: lr 0.01 decaying linearly to 0.001, momentum 0.5
+  [pcd1_slow]="pretrain.persistent=true $slow"
+  [pcd1_centered_slow]="pretrain.persistent=true pretrain.centering=true $slow"
+  [cd10_slow]="pretrain.k=10 $slow"
 )
 order=(${METHODS:-cd1 cd10 pcd1 pcd1_pt cd1_centered pcd1_centered pcd1_pt_centered})
 for seed in "${seeds[@]}"; do

@@ -1,7 +1,7 @@
 """Markdown table of the generative comparison: one row per method, mean ± std over the seeds evaluated.
 
 Reads OUT/<method>/seed<S>/{eval.json,results.json} as written by run.sh.
-Usage: python experiments/fashion_rbm_generative/table.py OUT [--json FILE]
+Usage: python experiments/fashion_rbm_generative/table.py OUT [--json FILE] [--seeds 0 1 2]
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 METHODS = {
     "cd1": "CD-1", "cd10": "CD-10", "pcd1": "PCD-1", "pcd1_pt": "PCD-1 + PT",
     "cd1_centered": "centered CD-1", "pcd1_centered": "centered PCD-1", "pcd1_pt_centered": "centered PCD-1 + PT",
+    "cd10_slow": "CD-10, slow schedule", "pcd1_slow": "PCD-1, slow schedule", "pcd1_centered_slow": "centered PCD-1, slow schedule",
 }
 #: (column, key in eval.json's layer0 or "seconds" from results.json, digits)
 COLUMNS = [("test LL, AIS", "test_ll", 2), ("test LL, exact", "test_ll_exact", 2),
@@ -48,10 +49,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("out")
     parser.add_argument("--json", help="also write every run's numbers to this file")
+    parser.add_argument("--seeds", type=int, nargs="*", help="only these seeds (default: every seed evaluated)")
     args = parser.parse_args()
     root, table = Path(args.out), {}
     for method in METHODS:
-        runs = sorted(p for p in (root / method).glob("seed*") if (p / "eval.json").exists())
+        runs = sorted(p for p in (root / method).glob("seed*") if (p / "eval.json").exists()
+                      and (args.seeds is None or int(p.name.removeprefix("seed")) in args.seeds))
         if runs:
             table[method] = {r.name: row_values(r) for r in runs}
     used = [c for c in COLUMNS if any(c[1] in v for runs in table.values() for v in runs.values())]
