@@ -4,7 +4,8 @@
 parameters, attributes, accepted inputs and algorithm (persistent CD-1 with plain SGD on the
 mean gradient), computed by :class:`dbn.rbm.RBM` on a selectable torch device; on the CPU it
 draws BernoulliRBM's random numbers in BernoulliRBM's order, so an equal ``random_state`` gives
-BernoulliRBM's fit to rounding.
+BernoulliRBM's fit to rounding in float64 (in float32 until a sampled bit falls between the two
+libraries' roundings, typically after a few sweeps).
 ``DBNClassifier`` pretrains a DBN greedily with Lightning and fine-tunes it with a
 softmax head by backprop, as ``dbn-train`` does, behind ``fit``/``predict``.
 
