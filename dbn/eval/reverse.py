@@ -16,7 +16,7 @@ own samples, log p_ann is below log p (a KL divergence), and p_ann approaches th
 finer if the chains can follow p_β: reported beside AIS, the two then bracket the test log-likelihood.
 On real test data of a model whose Gibbs chains do not mix between its modes, p_ann can put *more* mass
 on test vectors than the RBM does, and RAISE overshoots: on Fashion-MNIST 784-20 RBMs with an exact
-log-likelihood, it held below the truth for CD-1, CD-10, PCD-1 and PCD-1 + PT but overshot by 1.5 to 35 nats
+log-likelihood, it held below the truth for CD-1, CD-10 and PCD-1 (0.14 above for PCD-1 + PT) but overshot by 2 to 35 nats
 for the centered models, by 1.5 nats still at 30,000 betas (``experiments/fashion_rbm_generative``). So
 a RAISE value above AIS's is a warning that one of the two is off, not a tighter bracket.
 
