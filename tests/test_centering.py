@@ -148,8 +148,7 @@ def test_centered_module_trains_a_plain_rbm_with_offsets_at_the_data_means(tmp_p
         return float((-model.free_energy(x.double())).mean() - exact_log_partition(model))
 
     before = log_lik(copy.deepcopy(rbm).double())
-    trainer = L.Trainer(max_epochs=20, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        limit_val_batches=0, default_root_dir=tmp_path)
+    trainer = L.Trainer(max_epochs=20, default_root_dir=tmp_path)  # Lightning's defaults: progress bar, logger, checkpoints
     trainer.fit(module, DataLoader(TensorDataset(x), batch_size=20, shuffle=True))
     after = log_lik(copy.deepcopy(rbm).double())
     assert after > before + 1.0

@@ -122,8 +122,7 @@ def test_rbm_module_trains_a_conv_layer_by_cd(tmp_path):
                        sparsity_cost=0.1)
     with torch.no_grad():
         before = float((conv.reconstruct(x) - x).square().mean())
-    trainer = L.Trainer(max_epochs=8, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        limit_val_batches=0, default_root_dir=tmp_path)
+    trainer = L.Trainer(max_epochs=8, default_root_dir=tmp_path)  # Lightning's defaults: progress bar, logger, checkpoints
     trainer.fit(module, DataLoader(TensorDataset(x), batch_size=100, shuffle=True))
     with torch.no_grad():
         after = float((conv.reconstruct(x) - x).square().mean())

@@ -18,7 +18,7 @@ seeds=("$@")
 hidden=${HIDDEN:-500}
 raise_betas=${RAISE_BETAS:-3000}
 common=(data=fashion_mnist data.binarize=sample data.seed=0 "model.hidden=[$hidden]" finetune=none
-        pretrain.epochs=10 pretrain.batch_size=100 trainer.enable_progress_bar=false)
+        pretrain.epochs=10 pretrain.batch_size=100)
 slow="pretrain.lr=0.01 pretrain.lr_schedule=linear pretrain.lr_final=0.1 pretrain.momentum=0.5 pretrain.final_momentum=0.5"
 declare -A methods=(
   [cd1]="pretrain.k=1"
