@@ -95,7 +95,7 @@ def cd_update(
     grads = flat = None
     if average is not None or dtype == rbm.weight.dtype:  # one flat tensor of every gradient, the product written in
         flat = torch.empty(sum(sizes), device=rbm.weight.device, dtype=rbm.weight.dtype)
-        grads = {name: view.view_as(p) for (name, (p, _)), view in zip(groups.items(), flat.split(sizes))}
+        grads = _views(flat, sizes, groups)
     # mixed precision in one process: the bfloat16 weight gradient goes straight into the float32 momentum below
     grads, fe_diff = cd_gradients(work, step, coeffs, out=grads, monitor=monitor)
     n_means = rbm.n_visible + rbm.n_hidden if offsets is not None else 0
@@ -105,7 +105,7 @@ def cd_update(
             means = flat[-n_means:].copy_(means)
     if average is not None:
         flat = average(flat)
-        grads = {name: view.view_as(p) for (name, (p, _)), view in zip(groups.items(), flat.split(sizes))}
+        grads = _views(flat, sizes, groups)
         means = flat[-n_means:] if offsets is not None else None
     if offsets is not None:
         offsets.follow(means[:rbm.n_visible], means[rbm.n_visible:])
@@ -121,6 +121,11 @@ def cd_update(
         weight, group = groups["weight"]
         centered_bias_step(rbm, optimizer.state[weight]["momentum_buffer"], group["lr"], offsets)
     return step, fe_diff
+
+
+def _views(flat: Tensor, sizes: list[int], groups: dict[str, tuple[Tensor, dict]]) -> dict[str, Tensor]:
+    """Each parameter's gradient as a view of the flat tensor, in its shape (the means that may follow are left out)."""
+    return {name: view.view_as(p) for (name, (p, _)), view in zip(groups.items(), flat.split(sizes))}
 
 
 def _groups(optimizer: torch.optim.SGD, rbm: RBM) -> dict[str, tuple[Tensor, dict]]:

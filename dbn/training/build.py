@@ -18,6 +18,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
+from dbn.centering import check_centerable
 from dbn.conv import ConvRBM
 from dbn.data.augment import check_augment, image_side
 from dbn.data.base import TensorDataModule
@@ -75,10 +76,11 @@ def check_config(cfg: DictConfig) -> None:
                 raise ConfigError(f"pretrain: layer {i} has {rbm.visible.name} visible and {rbm.hidden.name} hidden "
                                   f"units but sampler=pt needs binary units; set pretrain.layers.{i}.sampler=gibbs "
                                   "or pretrain.sampler=gibbs")
-            if schedule.get("centering") and rbm.log_variance is not None:
-                raise ConfigError(f"pretrain: layer {i} has Gaussian visible units with learned variances, which "
-                                  f"centering does not cover; set pretrain.layers.{i}.centering=false or "
-                                  "model.visible=gaussian")
+            if schedule.get("centering"):
+                try:
+                    check_centerable(rbm)  # the one owner of what centering covers
+                except ValueError as e:
+                    raise ConfigError(f"pretrain: layer {i}: {e} (pretrain.layers.{i}.centering=false)") from None
             if schedule.get("centering") and i == 0 and cfg.data.get("missing"):
                 raise ConfigError("pretrain: centering with missing values (data.missing=true) is not supported: the "
                                   "offsets would count the zero-filled entries; set pretrain.layers.0.centering=false")

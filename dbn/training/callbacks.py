@@ -78,35 +78,31 @@ def layer_pictures(rbm: RBM, monitor: Tensor | None, n_filters: int = 64, n_imag
     maps p(h | v) of the first four monitor images (a row of maps per image).
     """
     if rbm.convolutional:
-        return conv_pictures(rbm, monitor, n_filters, n_images, gibbs_steps, generator)
-    side = square_side(rbm.n_visible)
-    if side is None:
-        return {}
-    pictures = {"filters": filter_grid(rbm.weight, side, n_filters)}
+        channels, side, width = rbm.in_shape
+        if channels != 1 or side != width:
+            return {}
+        filters = filter_grid(rbm.weight[:, 0].flatten(1), rbm.kernel, n_filters)
+    else:
+        side = square_side(rbm.n_visible)
+        if side is None:
+            return {}
+        filters = filter_grid(rbm.weight, side, n_filters)
+    pictures = {"filters": filters}
     if monitor is not None:
         v = monitor[:n_images].to(rbm.weight)
         pictures["reconstructions"] = reconstruction_grid(v, rbm.reconstruct(v), side)
+        if rbm.convolutional and rbm.hidden_shape[1] == rbm.hidden_shape[2]:
+            pictures["hidden_maps"] = hidden_map_grid(rbm, v[:4])
     pictures["samples"] = image_grid(rbm.sample(n_images, gibbs_steps, generator=generator), side)
     return pictures
 
 
-def conv_pictures(rbm, monitor: Tensor | None, n_filters: int, n_images: int, gibbs_steps: int,
-                  generator: torch.Generator | None) -> dict[str, Tensor]:
-    """:func:`layer_pictures` of a :class:`~dbn.conv.ConvRBM` on one-channel square maps (else nothing)."""
-    channels, height, width = rbm.in_shape
-    if channels != 1 or height != width:
-        return {}
-    pictures = {"filters": filter_grid(rbm.weight[:, 0].flatten(1), rbm.kernel, n_filters)}
-    if monitor is not None:
-        v = monitor[:n_images].to(rbm.weight)
-        pictures["reconstructions"] = reconstruction_grid(v, rbm.reconstruct(v), height)
-        maps, h, w = rbm.hidden_shape
-        if h == w:
-            shown = min(maps, 16)
-            hidden = rbm.hidden_mean(v[:4]).view(-1, maps, h * w)[:, :shown]
-            pictures["hidden_maps"] = image_grid(hidden.reshape(-1, h * w), h, nrow=shown)
-    pictures["samples"] = image_grid(rbm.sample(n_images, gibbs_steps, generator=generator), height)
-    return pictures
+def hidden_map_grid(rbm, v: Tensor, n_maps: int = 16) -> Tensor:
+    """The first ``n_maps`` hidden maps p(h | v) of a conv layer, a row per input.  v: (n, C·H·W) -> (3, H', W')"""
+    maps, h, w = rbm.hidden_shape
+    shown = min(maps, n_maps)
+    hidden = rbm.hidden_mean(v).view(-1, maps, h * w)[:, :shown]
+    return image_grid(hidden.reshape(-1, h * w), h, nrow=shown)
 
 
 class RBMTensorBoard(L.Callback):

@@ -114,11 +114,13 @@ def pretrain_layers(
             continue
         first = i == 0  # missing values belong to the data layer only
         schedule = {"batch_size": 64, **schedule}
-        if init_visible_bias:
-            rbm.init_visible_bias(observed_mean(train_x, train_mask if first else None))
         module = RBMModule(rbm, layer_index=i, **schedule)
-        if module.hparams.centering:  # a resumed fit then restores its own offsets from the checkpoint
-            module.start_centering(observed_mean(train_x, train_mask if first else None))
+        if init_visible_bias or module.hparams.centering:
+            data_mean = observed_mean(train_x, train_mask if first else None)
+            if init_visible_bias:
+                rbm.init_visible_bias(data_mean)
+            if module.hparams.centering:  # a resumed fit then restores its own offsets from the checkpoint
+                module.start_centering(data_mean)
         data = PretrainDataModule(train_x, val_x, batch_size=module.loader_batch_size, monitor_size=monitor_size,
                                   train_mask=train_mask if first else None, val_mask=val_mask if first else None)
         trainer = make_trainer(i, schedule)
