@@ -197,8 +197,12 @@ def cd_gradients(rbm: RBM, step: CDStep, sparsity: Tensor | None = None, out: di
     log_var = rbm.log_variance
     p_d = step.hidden_data if step.hidden_data is not None else rbm.hidden.mean(step.pre_data)
     p_m = rbm.hidden.mean(step.pre_model)
-    g_d = p_d * (-1.0 / n_d) if sparsity is None else (sparsity.to(p_d.dtype) - p_d) / n_d
-    g = torch.cat([g_d, p_m * (1.0 / n_m)])
+    g = torch.empty((n_d + n_m, p_d.shape[1]), dtype=torch.promote_types(p_d.dtype, p_m.dtype), device=p_d.device)
+    if sparsity is None:  # written in place: a conv layer's hidden rows are large (21,632 units at 28x28, 32 maps)
+        torch.mul(p_d, -1.0 / n_d, out=g[:n_d])
+    else:
+        torch.sub(sparsity.to(p_d.dtype), p_d, out=g[:n_d]).div_(n_d)
+    torch.mul(p_m, 1.0 / n_m, out=g[n_d:])
     seen = torch.cat([v_d, v_m])
     if log_var is not None:
         seen = seen * torch.exp(-log_var)

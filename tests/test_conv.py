@@ -36,28 +36,36 @@ def _toeplitz(conv: ConvRBM) -> RBM:
     return dense
 
 
+# one channel: the products as matrix products on unfolded patches; two: conv2d (see ConvRBM._unfolded)
+@pytest.mark.parametrize("channels", [1, 2])
+@pytest.mark.parametrize("pooling", [None, "probabilistic"])
 @pytest.mark.parametrize("visible", ["bernoulli", "gaussian"])
-def test_conv_rbm_is_the_dense_rbm_with_the_toeplitz_matrix(visible):
-    conv = _conv(visible)
+def test_conv_rbm_is_the_dense_rbm_with_the_toeplitz_matrix(visible, pooling, channels):
+    conv = _conv(visible, pooling, shape=(channels, 5, 5))
     dense = _toeplitz(conv)
     g = torch.Generator().manual_seed(1)
     v = torch.rand(7, conv.n_visible, generator=g, dtype=torch.float64)
     if visible == "bernoulli":
         v = (v < 0.5).double()
     h = (torch.rand(7, conv.n_hidden, generator=g, dtype=torch.float64) < 0.5).double()
-    for name in ("hidden_pre", "hidden_mean", "free_energy"):
+    # pooled hidden units are not the dense layer's independent ones: with pooling only the products must agree
+    for name in ("hidden_pre", "hidden_mean", "free_energy") if pooling is None else ("hidden_pre",):
         torch.testing.assert_close(getattr(conv, name)(v), getattr(dense, name)(v), msg=name)
     for name in ("visible_pre", "visible_mean"):
         torch.testing.assert_close(getattr(conv, name)(h), getattr(dense, name)(h), msg=name)
     torch.testing.assert_close(conv.energy(v, h), dense.energy(v, h))
-    # the transposed product really is the transpose: Wᵀh of conv_transpose2d against the dense matrix
+    # the transposed product really is the transpose: Wᵀh against the dense matrix
     torch.testing.assert_close(conv.visible_pre(h) - conv.unit_visible_bias(), h @ dense.weight)
+    # in the layer's hidden layout (block-major with probabilistic pooling), the maps are conv2d's
+    maps = torch.nn.functional.conv2d(v.view(-1, channels, 5, 5), conv.weight, conv.hidden_bias)
+    torch.testing.assert_close(conv.hidden_maps(conv.hidden_pre(v)), maps)
 
 
+@pytest.mark.parametrize("channels", [1, 2])
 @pytest.mark.parametrize("pooling", [None, "probabilistic"])
 @pytest.mark.parametrize("visible", ["bernoulli", "gaussian"])
-def test_closed_form_cd_gradient_equals_autograd_for_conv_layers(visible, pooling):
-    conv = _conv(visible, pooling, shape=(2, 5, 5), kernel=2)  # 4x4 hidden maps: 2x2 pooling blocks fit
+def test_closed_form_cd_gradient_equals_autograd_for_conv_layers(visible, pooling, channels):
+    conv = _conv(visible, pooling, shape=(channels, 5, 5), kernel=2)  # 4x4 hidden maps: 2x2 pooling blocks fit
     v = torch.rand(6, conv.n_visible, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     if visible == "bernoulli":
         v = (v < 0.5).double()
@@ -87,6 +95,14 @@ def test_probabilistic_max_pooling_against_enumeration():
     h = conv.hidden.sample(conv.hidden_mean(v), torch.Generator().manual_seed(4))
     assert h.sum(1).max() <= 1
     torch.testing.assert_close(h.mean(0), conv.hidden_mean(vs[100:101])[0], atol=0.01, rtol=0)
+    # several maps of several blocks: at most one unit on in each 2x2 block of each map, at the block's frequencies
+    conv = _conv("bernoulli", "probabilistic", shape=(1, 5, 5), filters=2, kernel=2)
+    v = (torch.rand(1, 25, generator=torch.Generator().manual_seed(5)) < 0.5).double().expand(20000, 25)
+    mean = conv.hidden_mean(v[:1])
+    h = conv.hidden.sample(mean.expand(20000, -1), torch.Generator().manual_seed(6))
+    blocks = conv.hidden_maps(h).view(20000, 2, 2, 2, 2, 2).sum((3, 5))  # (batch, map, block row, block col)
+    assert blocks.max() == 1 and blocks.min() == 0
+    torch.testing.assert_close(h.mean(0), mean[0], atol=0.015, rtol=0)
 
 
 def test_pooling_shapes_and_errors():
@@ -149,10 +165,11 @@ def test_dbn_train_model_conv_end_to_end(tmp_path):
     assert model.layers[0].convolutional and model.sizes == [64, 288, 256]
     x = torch.rand(5, 64)
     assert model.transform(x).shape == (5, 256) and model.predict(x).shape == (5,)
-    # the fine-tuned net is the CNN with the pretrained filters: its first layer is conv2d with the layer's weights
-    torch.testing.assert_close(model.up(x, n_layers=1),
-                               model.layers[0].hidden.pooled(torch.nn.functional.conv2d(
-                                   x.view(5, 1, 8, 8), model.layers[0].weight, model.layers[0].hidden_bias).flatten(1)))
+    # the fine-tuned net is the CNN with the pretrained filters: its first layer is conv2d with the layer's weights,
+    # then the pooling units' p(on) = 1 - 1 / (1 + Σ_block exp(I)) over 2x2 blocks
+    pre = torch.nn.functional.conv2d(x.view(5, 1, 8, 8), model.layers[0].weight, model.layers[0].hidden_bias)
+    block_sum = 4 * torch.nn.functional.avg_pool2d(pre.exp(), 2)
+    torch.testing.assert_close(model.up(x, n_layers=1), (1 - 1 / (1 + block_sum)).flatten(1))
     events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0})
     events.Reload()
     tags = set(events.Tags()["images"])

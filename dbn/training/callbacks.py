@@ -101,7 +101,7 @@ def hidden_map_grid(rbm, v: Tensor, n_maps: int = 16) -> Tensor:
     """The first ``n_maps`` hidden maps p(h | v) of a conv layer, a row per input.  v: (n, C·H·W) -> (3, H', W')"""
     maps, h, w = rbm.hidden_shape
     shown = min(maps, n_maps)
-    hidden = rbm.hidden_mean(v).view(-1, maps, h * w)[:, :shown]
+    hidden = rbm.hidden_maps(rbm.hidden_mean(v)).reshape(-1, maps, h * w)[:, :shown]
     return image_grid(hidden.reshape(-1, h * w), h, nrow=shown)
 
 

@@ -25,6 +25,7 @@ from dbn.errors import ConfigError
 from dbn.rundir import RunDir, config_hash
 from dbn.training import build, resume
 from dbn.training.build import enabled
+from dbn.training.malloc import retain_freed_memory
 from dbn.training.console import summary_table
 from dbn.training.distributed import identical_across_ranks, naming_stage
 from dbn.training.pretrain import pretrain_layers
@@ -59,6 +60,7 @@ def run(cfg: DictConfig) -> dict:
         The results written to ``results.json``.
     """
     start = time.perf_counter()
+    retain_freed_memory()  # conv layers' large temporaries: no page faults at every step (dbn.training.malloc)
     cfg = prepare_run_dir(cfg)
     build.check_config(cfg)
     run_dir = RunDir(cfg.run_dir)
