@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 
+from functools import partial
+
 import pytest
 import torch
 
@@ -212,6 +214,33 @@ def test_finetune_steps_per_batch_takes_the_same_steps_as_one_batch_each():
         finals.append([p.detach().clone() for p in net.parameters()])
     for p, q in zip(*finals):
         torch.testing.assert_close(p, q)
+
+
+def test_finetune_epoch_train_metrics_cover_every_step_once():
+    """The epoch's train loss and accuracy, updated once per loader batch of several steps (and a short last one),
+    are the row-weighted loss and the accuracy over every row, each step counted once (L-BFGS's closure runs
+    several times a step). With lr = 0 and no dropout the net is fixed, so they are its loss and accuracy."""
+    import lightning as L
+    import torch.nn.functional as F
+
+    from dbn import DBN
+    from dbn.data.base import batch_loader
+    from dbn.training.finetune import FineTuneModule
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(45, 10, generator=g), torch.randint(0, 3, (45,), generator=g)
+    for optimizer in (partial(torch.optim.SGD, lr=0.0), partial(torch.optim.LBFGS, lr=0.0, max_iter=3)):
+        torch.manual_seed(0)
+        net = DBN([10, 8, 6], n_classes=3)
+        with torch.no_grad():
+            logits = net(x)
+        module = FineTuneModule(net, optimizer=optimizer, dropout=0.0, batch_size=8, steps_per_batch=3)
+        trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_model_summary=False,
+                            accelerator="cpu", num_sanity_val_steps=0, limit_val_batches=0)
+        trainer.fit(module, train_dataloaders=batch_loader(x, y, batch_size=module.loader_batch_size))
+        metrics = trainer.callback_metrics
+        torch.testing.assert_close(metrics["finetune/train/loss"], F.cross_entropy(logits, y))
+        torch.testing.assert_close(metrics["finetune/train/acc"], (logits.argmax(1) == y).float().mean())
 
 
 @pytest.mark.slow

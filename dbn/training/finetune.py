@@ -104,14 +104,21 @@ class FineTuneModule(L.LightningModule):
             x = F.dropout(x, self.input_dropout, self.training)
         return self.dbn(x, dropout=self.dropout)
 
-    def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
+    def _loss(self, batch: tuple[Tensor, Tensor], stage: str) -> tuple[Tensor, Tensor]:
+        """(cross-entropy, logits) of a batch; training batches are augmented and label-smoothed."""
         x, y = batch
         if stage == "train" and self.augment:
             x = augment_images(x, self.side, hflip=bool(self.augment.get("hflip")), shift=int(self.augment.get("shift", 0)))
         logits = self(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing if stage == "train" else 0.0)
+        return F.cross_entropy(logits, y, label_smoothing=self.label_smoothing if stage == "train" else 0.0), logits
+
+    def _update_metrics(self, stage: str, logits: Tensor, y: Tensor, losses: Tensor, sizes: Tensor) -> None:
         getattr(self, f"{stage}_acc").update(logits.detach(), y)
-        getattr(self, f"{stage}_loss").update(loss.detach(), weight=len(y))
+        getattr(self, f"{stage}_loss").update(losses.detach(), weight=sizes)
+
+    def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
+        loss, logits = self._loss(batch, stage)
+        self._update_metrics(stage, logits, batch[1], loss.view(1), torch.tensor([len(batch[1])], device=loss.device))
         return loss
 
     def _logging_batch(self) -> bool:
@@ -157,17 +164,26 @@ class FineTuneModule(L.LightningModule):
         x_all, y_all = batch
         size = int(self.hparams.batch_size or len(x_all))
         opt = self.optimizers()
-        loss = None
+        loss, seen = None, {}  # the last evaluation of each step, for the epoch metrics
+
         for start in range(0, len(x_all), size):
             minibatch = (x_all[start:start + size], y_all[start:start + size])
 
-            def closure(minibatch=minibatch):
+            def closure(minibatch=minibatch, start=start):
                 opt.zero_grad(set_to_none=True)
-                loss = self._shared_step(minibatch, "train")
+                loss, logits = self._loss(minibatch, "train")
+                seen[start] = (loss.detach(), logits.detach())
                 self.manual_backward(loss)
                 return loss
 
             loss = opt.step(closure=closure)
+        # the train metrics updated once per loader batch: torchmetrics' two updates cost about a fifth of a
+        # small net's step (0.4 of 2 ms for 64-256-256-10 at batch 64 on one thread)
+        if seen:
+            starts = sorted(seen)  # every step of the batch, in order: the logits cover y_all
+            losses = torch.stack([seen[s][0] for s in starts])
+            sizes = torch.tensor([min(size, len(y_all) - s) for s in starts], device=losses.device)
+            self._update_metrics("train", torch.cat([seen[s][1] for s in starts]), y_all, losses, sizes)
         if loss is not None and self._logging_batch():  # this rank's last step; epoch values (all ranks): _log_epoch
             self.log(f"{self.prefix}/train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
 
