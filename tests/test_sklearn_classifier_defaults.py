@@ -54,6 +54,19 @@ def test_early_stopping_holds_out_rows_and_still_learns():
     a, b = DBNClassifier(**params).fit(x, y), DBNClassifier(**params).fit(x, y)
     np.testing.assert_array_equal(a.predict_proba(x), b.predict_proba(x))  # the split follows random_state
     assert a.score(x, y) > 0.8
+    assert 0 < a.best_validation_loss_ < np.log(2) and a.n_iter_ <= 30
+
+
+def test_early_stopping_stops_when_the_held_out_loss_stops_falling():
+    """Labels without signal: the held-out cross-entropy rises once the net memorises, so Lightning's EarlyStopping
+    ends the fit long before its budget; without early stopping the whole budget runs."""
+    rng = np.random.default_rng(1)
+    x, y = rng.random((300, 8)), rng.integers(0, 2, 300)
+    params = {"hidden_layer_sizes": (64,), "pretrain": False, "finetune_epochs": 300, "random_state": 0}
+    stopped = DBNClassifier(**params, early_stopping=True, n_iter_no_change=10).fit(x, y)
+    assert stopped.n_iter_ < 150 and stopped.best_validation_loss_ > 0
+    full = DBNClassifier(**(params | {"finetune_epochs": 24})).fit(x, y)
+    assert full.n_iter_ == 24 and full.best_validation_loss_ is None
 
 
 def test_validation_fraction_and_schedule_are_validated():

@@ -65,6 +65,9 @@ class DBNClassifier(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, Transforme
         dbn_: the fine-tuned :class:`~dbn.DBN` with its head (on the CPU).
         classes_: the class labels, in the order of ``predict_proba``'s columns.
         pretrain_metrics_: per-layer final metrics of pretraining (None without it).
+        n_iter_: passes of fine-tuning over the (training part of the) data, fewer than ``finetune_epochs`` when
+            early stopping stopped it.
+        best_validation_loss_: with ``early_stopping``, the held-out cross-entropy of the kept weights (else None).
         n_features_in_: number of features seen in ``fit``.
 
     References:
@@ -156,7 +159,7 @@ class DBNClassifier(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, Transforme
             raise ValueError(f"hidden_layer_sizes must be one or more integers >= 1, got {self.hidden_layer_sizes!r}")
         return [n_features, *(int(h) for h in hidden)]
 
-    def _trainer(self, epochs: int, callbacks: list | None = None):
+    def _trainer(self, epochs: int, callbacks: list | None = None, validate: bool = False):
         import lightning as L
 
         device = torch_device(self.device) if self.device != "auto" else None
@@ -168,7 +171,7 @@ class DBNClassifier(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, Transforme
             accelerator, devices = device.type, 1
         return L.Trainer(max_epochs=int(epochs), accelerator=accelerator, devices=devices, logger=False,
                          enable_checkpointing=False, enable_progress_bar=bool(self.verbose), enable_model_summary=False,
-                         limit_val_batches=0, num_sanity_val_steps=0, callbacks=callbacks)
+                         limit_val_batches=None if validate else 0, num_sanity_val_steps=0, callbacks=callbacks)
 
     def _pretrain(self, model: DBN, x: Tensor) -> list[dict]:
         from dbn.training.pretrain import greedy_pretrain, layer_schedules
@@ -187,23 +190,29 @@ class DBNClassifier(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, Transforme
         from dbn.data.base import batch_loader
         from dbn.training.finetune import FineTuneModule
 
-        callbacks = None
+        callbacks, val_loader = [], None
         if self.early_stopping:  # stratified like MLPClassifier's split, with the estimator's random state
             train, val = train_test_split(np.arange(len(x)), test_size=self.validation_fraction,
                                           random_state=rng, stratify=codes.numpy())
             x, codes, x_val, codes_val = x[train], codes[train], x[val], codes[val]
+            val_loader = batch_loader(x_val, codes_val, batch_size=4096)
         epochs, repeats = _epoch_plan(len(x), self.finetune_epochs)
         if self.early_stopping:
-            callbacks = [_keep_best(x_val, codes_val, patience=math.ceil(self.n_iter_no_change / repeats))]
+            callbacks = _early_stopping(patience=math.ceil(self.n_iter_no_change / repeats))
         scheduler = _cosine(epochs) if self.finetune_schedule == "cosine" else None
         module = FineTuneModule(model, optimizer=partial(torch.optim.Adam, lr=self.finetune_lr, fused=True),
                                 scheduler=scheduler, dropout=self.dropout, batch_size=self.finetune_batch_size,
                                 steps_per_batch=STEPS_PER_BATCH)
         loader = batch_loader(x.repeat(repeats, 1), codes.repeat(repeats), batch_size=module.loader_batch_size,
                               shuffle=True)
-        self._trainer(epochs, callbacks).fit(module, train_dataloaders=loader)
+        trainer = self._trainer(epochs, callbacks, validate=val_loader is not None)
+        trainer.fit(module, train_dataloaders=loader, val_dataloaders=val_loader)
+        self.n_iter_ = trainer.current_epoch * repeats  # passes over the (training part of the) data
+        self.best_validation_loss_ = None
         if callbacks:
-            callbacks[0].restore(model)
+            stopper, best = callbacks
+            self.best_validation_loss_ = float(stopper.best_score)
+            best.restore(model)
 
     # --- inference ------------------------------------------------------------------------------------
     def _apply(self, X, fn: Callable[[DBN, Tensor], Tensor]) -> np.ndarray:
@@ -254,29 +263,23 @@ def _cosine(epochs: int):
     return partial(torch.optim.lr_scheduler.LambdaLR, lr_lambda=factor)
 
 
-def _keep_best(x_val: Tensor, codes_val: Tensor, patience: int):
-    """A callback that scores the net on held-out rows after each epoch, stops after ``patience`` epochs
-    without a lower validation cross-entropy, and keeps the best weights (``restore(model)`` puts them back)."""
+def _early_stopping(patience: int) -> list:
+    """Lightning's ``EarlyStopping`` on the held-out cross-entropy, and a callback that keeps the weights of its
+    best epoch in memory (``restore(model)`` puts them back; Lightning's ``ModelCheckpoint`` would write files)."""
     import lightning as L
-    import torch.nn.functional as F
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    stopper = EarlyStopping(monitor="finetune/val/loss", mode="min", patience=patience, min_delta=0.0)
 
     class KeepBest(L.Callback):
-        def __init__(self):
-            self.best, self.best_state, self.waited = math.inf, None, 0
+        state: dict | None = None
 
-        def on_train_epoch_end(self, trainer, pl_module):
-            dbn = pl_module.dbn
-            with torch.no_grad():
-                loss = float(F.cross_entropy(dbn(x_val.to(pl_module.device)), codes_val.to(pl_module.device)))
-            if loss < self.best:
-                self.best, self.waited = loss, 0
-                self.best_state = {k: v.detach().clone() for k, v in dbn.state_dict().items()}
-            else:
-                self.waited += 1
-                trainer.should_stop = self.waited >= patience
+        def on_validation_end(self, trainer, pl_module):  # after EarlyStopping's check (it comes first in the list)
+            if stopper.wait_count == 0:  # the monitored loss just improved
+                self.state = {k: v.detach().clone() for k, v in pl_module.dbn.state_dict().items()}
 
         def restore(self, model: DBN) -> None:
-            if self.best_state is not None:
-                model.load_state_dict(self.best_state)
+            if self.state is not None:
+                model.load_state_dict(self.state)
 
-    return KeepBest()
+    return [stopper, KeepBest()]
