@@ -48,8 +48,8 @@ class ProbMaxPool(Units):
     Works on flat rows (batch, K·p²·P) in the block-major layout of :class:`ConvRBM` with pooling: per map, the p²
     positions within a block, then the P = (H/p)·(W/p) blocks; unit (k, i, j, Y, X) is the hidden unit at row
     p·Y + i, column p·X + j of map k. Every block operation is then a reduction over one short axis of a
-    (batch, K, p², P) view with contiguous rows of P, one pass over the units each (on CPU about 5x fewer passes
-    than the p² strided slices of the maps' own layout, which needed a strided copy to put them back).
+    (batch, K, p², P) view with contiguous rows of P, one pass over the units each (the p² strided slices of the
+    maps' own layout needed many more, and strided copies to put them back: ``benchmarks/results/conv_cd.md``).
     """
 
     name = "probmaxpool"
@@ -98,10 +98,10 @@ class ProbMaxPool(Units):
         p = self._view(mean).to(dtype)
         r = torch.rand((len(p), self.maps, self.blocks), generator=generator, device=mean.device, dtype=dtype)
         running = p[:, :, 0].clone()
-        chosen = (running <= r).to(torch.int8)  # running sums slice by slice: about half the time of cumsum(2)
+        chosen = (running <= r).to(torch.int16)  # running sums slice by slice: about half the time of cumsum(2)
         for a in range(1, self.pool * self.pool):
             chosen += running.add_(p[:, :, a]) <= r
-        index = torch.arange(self.pool * self.pool, device=mean.device, dtype=torch.int8).view(-1, 1)
+        index = torch.arange(self.pool * self.pool, device=mean.device, dtype=torch.int16).view(-1, 1)
         return (chosen.unsqueeze(2) == index).to(mean.dtype).view(mean.shape)
 
     def log_partition(self, pre: Tensor) -> Tensor:
