@@ -192,3 +192,40 @@ def test_model_conv_config_errors_name_the_key(tmp_path):
         run(cfg("pretrain.persistent=true", "pretrain.sampler=pt", "model.hidden=[16]"))
     with pytest.raises(ConfigError, match=r"conv.0 on 8x8 maps: .*multiples of 2"):
         run(cfg("model.conv=[{filters: 8, kernel: 4}]"))  # 5x5 hidden maps cannot be pooled by 2
+
+
+def test_conv_recipe_composes_to_the_reported_settings(tmp_path):
+    """experiment=fashion_mnist_conv: the settings experiments/fashion_conv_dbn/README.md reports."""
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module("dbn.conf", version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=fashion_mnist_conv", f"run_dir={tmp_path}"])
+        baseline = compose("train", overrides=["experiment=fashion_mnist_conv", f"run_dir={tmp_path}", "pretrain=none"])
+    assert [dict(layer) for layer in cfg.model.conv] == [
+        {"filters": 32, "kernel": 5, "pooling": "probabilistic", "pool": 2},
+        {"filters": 64, "kernel": 5, "pooling": "probabilistic", "pool": 2}]
+    assert list(cfg.model.hidden) == [256] and cfg.data.name == "fashion_mnist"
+    assert cfg.pretrain.epochs == 3 and cfg.pretrain.lr == 0.05
+    assert cfg.pretrain.layers[0].lr == cfg.pretrain.layers[1].lr == 0.002  # conv layers: the rate / positions
+    f = cfg.finetune
+    assert (f.epochs, f.batch_size, f.dropout, f.optimizer.lr, f.scheduler.T_max) == (15, 100, 0.2, 0.002, 15)
+    assert dict(f.augment) == {"hflip": True, "shift": 2}
+    assert not baseline.pretrain.enabled and baseline.finetune == cfg.finetune
+
+
+@pytest.mark.slow
+def test_conv_recipe_dry_run_on_tiny_fashion_files(tmp_path):
+    """Two epochs of every stage of experiment=fashion_mnist_conv on 300 written 28x28 images."""
+    from hydra import compose, initialize_config_module
+
+    from dbn.training.pipeline import run
+    from tests.test_data import mnist_like, write_mnist
+
+    write_mnist(tmp_path / "fashion", mnist_like(n_train=300, n_test=100), name="fashion_mnist")
+    with initialize_config_module("dbn.conf", version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=fashion_mnist_conv", f"run_dir={tmp_path / 'run'}",
+                                          f"data.root={tmp_path / 'fashion'}", "trainer.max_epochs=2"])
+    results = run(cfg)
+    assert [layer["n_hidden"] for layer in results["pretrain"]] == [32 * 24 * 24, 64 * 8 * 8, 256]
+    assert all(layer["epochs"] == 2 for layer in results["pretrain"])
+    assert results["finetune"]["epochs"] == 2 and 0.0 <= results["finetune"]["test_acc"] <= 1.0
