@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Fashion-MNIST convolutional DBN (issue 16), per seed (default 0 1 2):
 #   1. experiment=fashion_mnist_conv pretrained, and the same CNN and fine-tuning budget from random init;
-#   2. 100 labelled images (10 a class, drawn with the seed): fine-tuned from the stack of 1 (pretrain.init_from)
-#      and from random init, 300 epochs of batch 32, no validation split, the last epoch tested;
+#   2. 100 and 1,000 labelled images (10 or 100 a class, drawn with the seed): fine-tuned from the stack of 1
+#      (pretrain.init_from) and from random init, 300 / 100 epochs of batch 32 (1,200 / 3,200 updates, as
+#      experiments/fashion_few_labels), no validation split, the last epoch tested;
 #   3. frozen features: the dense 784-500-500-2000 stack pretrained with the same 3 epochs a layer, and logistic
 #      regression on every layer's features of both stacks (frozen_features.py).
 # Then the tables and the learning curves. Runs with a results.json are skipped.
@@ -16,18 +17,22 @@ seeds=("$@")
 [ ${#seeds[@]} -eq 0 ] && seeds=(0 1 2)
 here=experiments/fashion_conv_dbn
 train() { local dir=$1; shift; [ -f "$dir/results.json" ] || dbn-train "$@" hydra.run.dir="$dir"; }
-few=(experiment=fashion_mnist_conv data.val_fraction=0 data.labelled=100 finetune.batch_size=32 finetune.epochs=300
-     finetune.scheduler.T_max=300 callbacks.finetune.model_checkpoint=null "finetune.augment={hflip:true,shift:0}")
+few=(experiment=fashion_mnist_conv data.val_fraction=0 finetune.batch_size=32 callbacks.finetune.model_checkpoint=null
+     "finetune.augment={hflip:true,shift:0}")
 for seed in "${seeds[@]}"; do
   train "$out/dbn/$seed" experiment=fashion_mnist_conv seed="$seed"
   train "$out/baseline/$seed" experiment=fashion_mnist_conv pretrain=none seed="$seed"
-  train "$out/labels100/dbn/$seed" "${few[@]}" seed="$seed" pretrain.init_from="$out/dbn/$seed"
-  train "$out/labels100/baseline/$seed" "${few[@]}" seed="$seed" pretrain=none
+  for n in 100 1000; do
+    epochs=$(( n == 100 ? 300 : 100 ))
+    labels=("${few[@]}" data.labelled=$n finetune.epochs=$epochs finetune.scheduler.T_max=$epochs seed="$seed")
+    train "$out/labels$n/dbn/$seed" "${labels[@]}" pretrain.init_from="$out/dbn/$seed"
+    train "$out/labels$n/baseline/$seed" "${labels[@]}" pretrain=none
+  done
   train "$out/dense_pretrain3/$seed" experiment=fashion_mnist_dbn pretrain.epochs=3 finetune=none seed="$seed"
   python $here/frozen_features.py conv="$out/dbn/$seed" dense="$out/dense_pretrain3/$seed" \
     --json "$out/frozen_features_seed$seed.json"
 done
 python experiments/summarize.py "$out"/dbn/* "$out"/baseline/*
-python experiments/summarize.py "$out"/labels100/dbn/* "$out"/labels100/baseline/*
+for n in 100 1000; do python experiments/summarize.py "$out"/labels$n/dbn/* "$out"/labels$n/baseline/*; done
 python experiments/learning_curves.py --ymin 60 --out $here/results/learning_curves.png \
   pretrained="$out/dbn/*" "random init"="$out/baseline/*"
