@@ -215,18 +215,22 @@ class ConvRBM(RBM):
     def _unfolded(self) -> bool:
         return self.in_shape[0] == 1
 
-    def _weight_of_product(self, weight: Tensor | None = None) -> Tensor:
+    @property
+    def _side(self) -> int:
+        """Side of the product's filters: k, or k + p - 1 for the shifted copies of probabilistic pooling."""
+        return self.kernel + self._stride - 1
+
+    def _weight_of_product(self) -> Tensor:
         """The filters of the product: W, or with probabilistic pooling the K·p² shifted copies (differentiable)."""
-        weight = self.weight if weight is None else weight
         if self.pooling != "probabilistic":
-            return weight
-        n, c, k, _ = weight.shape
-        p = self.pool
-        shifted = weight.new_zeros(n, p, p, c, k + p - 1, k + p - 1)
+            return self.weight
+        n, c, k, _ = self.weight.shape
+        p, side = self.pool, self._side
+        shifted = self.weight.new_zeros(n, p, p, c, side, side)
         for i in range(p):
             for j in range(p):
-                shifted[:, i, j, :, i:i + k, j:j + k] = weight
-        return shifted.view(n * p * p, c, k + p - 1, k + p - 1)
+                shifted[:, i, j, :, i:i + k, j:j + k] = self.weight
+        return shifted.view(n * p * p, c, side, side)
 
     def _fold_weight_gradient(self, grad: Tensor) -> Tensor:
         """The gradient of the shifted copies summed back onto W (the adjoint of :meth:`_weight_of_product`)."""
@@ -234,7 +238,7 @@ class ConvRBM(RBM):
             return grad
         n, c, k, _ = self.weight.shape
         p = self.pool
-        shifted = grad.view(n, p, p, c, k + p - 1, k + p - 1)
+        shifted = grad.view(n, p, p, c, self._side, self._side)
         return sum(shifted[:, i, j, :, i:i + k, j:j + k] for i in range(p) for j in range(p))
 
     def _product_bias(self) -> Tensor:
@@ -291,8 +295,7 @@ class ConvRBM(RBM):
     def weight_gradient(self, g: Tensor, seen: Tensor, out: Tensor | None = None) -> Tensor:
         """∂L/∂W = Σ_r G_r ⋆ v_r per filter.  (rows, n_hidden), (rows, C·H·W) -> (K, C, k, k)"""
         grid = self._grid
-        side = self.kernel + self._stride - 1  # of the product's filters
-        shape = (grid[0], self.in_shape[0], side, side)
+        shape = (grid[0], self.in_shape[0], self._side, self._side)
         images = seen.view(-1, *self.in_shape)
         if self._unfolded:
             patches = F.unfold(images, shape[-1], stride=self._stride)  # (rows, C·s², P)

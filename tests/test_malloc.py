@@ -14,7 +14,8 @@ if sys.argv[1] == "retain":
     assert retain_freed_memory() is True and retain_freed_memory() is True
 elif sys.argv[1] == "mmap":  # every large block its own mapping, returned when freed: the faults the probe must see
     import ctypes
-    assert ctypes.CDLL("libc.so.6").mallopt(-3, 128 * 1024) == 1  # M_MMAP_THRESHOLD
+    from dbn.training.malloc import _M_MMAP_THRESHOLD
+    assert ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, 128 * 1024) == 1
 def cycles(n):
     for _ in range(n):  # a CD step of a conv layer: several hidden-sized temporaries alive at once, then all freed
         xs = [torch.ones(2 * 2**20) for _ in range(4)]  # 8 MiB each, every page written
