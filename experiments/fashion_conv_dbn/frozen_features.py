@@ -15,13 +15,11 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
-
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
 
 from dbn import DBN
 
