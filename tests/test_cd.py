@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import lightning as L
 import pytest
 import torch
@@ -146,6 +148,20 @@ def test_momentum_schedule_and_lr_schedule_reach_the_optimizer():
         assert torch.isfinite(trainer.callback_metrics[name])
 
 
+@pytest.mark.parametrize("persistent, final", [(False, 0.9), (True, 0.5)])
+def test_default_momentum_switches_to_0_9_for_cd_and_not_for_pcd(persistent, final):
+    """final_momentum=None: CD switches to 0.9 (Hinton 2010), PCD keeps its momentum (0.9 collapses PCD)."""
+    x = batch(n=40, d=6).float()
+    module = RBMModule(random_rbm(6, 4, dtype=torch.float32), persistent=persistent, n_chains=5, momentum=0.5,
+                       momentum_switch_epoch=1, epochs=2, log_prefix="t")
+    assert module.hparams.final_momentum == final  # the resolved value is what the checkpoint records
+    trainer = _fit(module, x, epochs=2)
+    assert trainer.optimizers[0].param_groups[0]["momentum"] == final
+    assert trainer.callback_metrics["t/momentum"] == pytest.approx(final)
+    explicit = RBMModule(random_rbm(6, 4, dtype=torch.float32), persistent=persistent, final_momentum=0.7)
+    assert explicit.hparams.final_momentum == 0.7
+
+
 def test_pcd_chains_persist_across_batches_and_are_saved():
     x = batch(n=40, d=6).float()
     module = RBMModule(random_rbm(6, 4, dtype=torch.float32), persistent=True, n_chains=7, log_prefix="t")
@@ -156,12 +172,13 @@ def test_pcd_chains_persist_across_batches_and_are_saved():
     assert "chains" in state and state["chains"].shape == (7, 6)
     # the next step continues from the stored chains, not from the data: replay it by hand
     before = module.chains.clone()
+    rbm_before = copy.deepcopy(module.rbm)  # the chain runs on the weights before the step's update
     module._trainer = None  # step by hand, outside the finished fit
     torch.manual_seed(0)
     module.training_step((x[:10],), 0)
     torch.manual_seed(0)
     expected = before.clone()
-    contrastive_divergence(module.rbm, x[:10], k=1, chains=expected)
+    contrastive_divergence(rbm_before, x[:10], k=1, chains=expected)
     torch.testing.assert_close(module.chains, expected)
 
 
