@@ -389,8 +389,9 @@ def default_final_momentum(persistent: bool, momentum: float) -> float:
 
     Persistent chains are a sample of the model only while the weights move slowly compared with the chains'
     mixing (Tieleman 2008). Momentum 0.9 makes each step ten times the gradient's, and PCD-1 then collapses:
-    on binarised Fashion-MNIST, 784 x 500, lr 0.05, 5,500 updates, PCD-1 scored -456 nats with the switch to
-    0.9 and -295 without it (docs/results.md, "Generative RBMs side by side").
+    on binarised Fashion-MNIST, 784 x 500, lr 0.05, 5,500 updates, PCD-1 scored -426 ± 42 nats (AIS, 2 seeds)
+    with the switch to 0.9 and -300 ± 13 (3 seeds) without it, against -334 for CD-1 (docs/results.md,
+    "Generative RBMs side by side").
     """
     return float(momentum) if persistent else CD_FINAL_MOMENTUM
 
