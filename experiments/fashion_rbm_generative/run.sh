@@ -33,6 +33,9 @@ declare -A methods=(
   [pcd1_slow]="pretrain.persistent=true $slow"
   [pcd1_centered_slow]="pretrain.persistent=true pretrain.centering=true $slow"
   [cd10_slow]="pretrain.k=10 $slow"
+  # PCD with the learning rate decaying linearly to a tenth (Tieleman 2008 decays it to zero)
+  [pcd1_decay]="pretrain.persistent=true pretrain.lr_schedule=linear"
+  [pcd1_centered_decay]="pretrain.persistent=true pretrain.centering=true pretrain.lr_schedule=linear"
   # the old default for PCD: the switch to momentum 0.9 at epoch 5, as for CD
   [pcd1_mom09]="pretrain.persistent=true pretrain.final_momentum=0.9"
   [pcd1_pt_mom09]="pretrain.persistent=true pretrain.sampler=pt pretrain.final_momentum=0.9"

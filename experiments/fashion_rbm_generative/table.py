@@ -15,6 +15,7 @@ METHODS = {
     "cd1": "CD-1", "cd10": "CD-10", "pcd1": "PCD-1", "pcd1_pt": "PCD-1 + PT",
     "cd1_centered": "centered CD-1", "pcd1_centered": "centered PCD-1", "pcd1_pt_centered": "centered PCD-1 + PT",
     "cd10_slow": "CD-10, slow schedule", "pcd1_slow": "PCD-1, slow schedule", "pcd1_centered_slow": "centered PCD-1, slow schedule",
+    "pcd1_decay": "PCD-1, lr decaying to a tenth", "pcd1_centered_decay": "centered PCD-1, lr decaying to a tenth",
     "pcd1_mom09": "PCD-1, momentum 0.9 (old default)", "pcd1_pt_mom09": "PCD-1 + PT, momentum 0.9 (old default)",
     "pcd1_centered_mom09": "centered PCD-1, momentum 0.9 (old default)",
     "pcd1_pt_centered_mom09": "centered PCD-1 + PT, momentum 0.9 (old default)",
