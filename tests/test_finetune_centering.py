@@ -96,12 +96,13 @@ def _module_steps(module: FineTuneModule, batches, lr: float) -> None:
     params = [p for p in module.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr, eps=1e-30)
     for x, y in batches:
-        opt.zero_grad()
-        F.cross_entropy(module(x), y).backward()
-        module._center_gradients()
-        before = [w.detach().clone() for w, _, _ in module._centered_layers()]
-        opt.step()
-        module._centered_step(before)
+        def closure(x=x, y=y):
+            opt.zero_grad()
+            loss = F.cross_entropy(module(x), y)
+            loss.backward()
+            return loss
+
+        module._optimizer_step(opt, closure)  # what training_step calls
 
 
 @pytest.mark.parametrize("make", [_dense, _conv], ids=["dense", "conv"])

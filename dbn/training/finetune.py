@@ -221,14 +221,26 @@ class FineTuneModule(L.LightningModule):
             else:
                 weight.grad.sub_(torch.outer(bias.grad, mean))
 
-    def _centered_step(self, before: list[Tensor]) -> None:
-        """After the optimizer's step: scale each weight's step by 1/σ and move its bias by -ΔW μ."""
-        with torch.no_grad():
+    def _optimizer_step(self, opt, closure: Callable[[], Tensor]) -> Tensor:
+        """``opt.step(closure)``, where ``closure`` zeroes the gradients, evaluates the loss and back-propagates it;
+        with centering, the weight gradients are centered after the closure and the step corrected after it."""
+        if not self.centering:
+            return opt.step(closure=closure)
+
+        def centered_closure() -> Tensor:
+            loss = closure()
+            self._center_gradients()
+            return loss
+
+        before = [weight.detach().clone() for weight, _, _ in self._centered_layers()]
+        loss = opt.step(closure=centered_closure)
+        with torch.no_grad():  # scale each weight's step by 1/σ and move its bias by -ΔW μ
             for i, ((weight, bias, _), old) in enumerate(zip(self._centered_layers(), before)):
                 mean = self.get_buffer(f"center_mean_{i}")
                 step = weight.sub_(old).mul_(self.get_buffer(f"center_scale_{i}"))  # the scaled step, in place
                 bias.sub_(step.sum((2, 3)) @ mean if step.dim() == 4 else step @ mean)
                 weight.add_(old)
+        return loss
 
     def training_step(self, batch, batch_idx):
         """One optimizer step per ``batch_size`` rows of the loader batch (the closure form serves L-BFGS too)."""
@@ -236,9 +248,7 @@ class FineTuneModule(L.LightningModule):
         size = int(self.hparams.batch_size or len(x_all))
         opt = self.optimizers()
         if self.centering and not self.center_ready:
-            self.eval()
             self._start_centering(x_all)
-            self.train()
         loss, seen = None, {}  # the last evaluation of each step, for the epoch metrics
 
         for start in range(0, len(x_all), size):
@@ -249,14 +259,9 @@ class FineTuneModule(L.LightningModule):
                 loss, logits = self._loss(minibatch, "train")
                 seen[start] = (loss.detach(), logits.detach())
                 self.manual_backward(loss)
-                if self.centering:
-                    self._center_gradients()
                 return loss
 
-            before = [w.detach().clone() for w, _, _ in self._centered_layers()] if self.centering else None
-            loss = opt.step(closure=closure)
-            if self.centering:
-                self._centered_step(before)
+            loss = self._optimizer_step(opt, closure)
         # the train metrics updated once per loader batch: torchmetrics' two updates cost about a fifth of a
         # small net's step (0.4 of 2 ms for 64-256-256-10 at batch 64 on one thread)
         if seen:

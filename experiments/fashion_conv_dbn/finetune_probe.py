@@ -95,7 +95,6 @@ def finetune(run: Path, x, y, xv, yv, centering: bool, dropout: float, augment: 
     opt = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=0.002)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, EPOCHS * (len(x) // BATCH))
     if centering:
-        module.eval()
         module._start_centering(x[:1000])
     accs = []
     for _ in range(EPOCHS):
@@ -104,15 +103,14 @@ def finetune(run: Path, x, y, xv, yv, centering: bool, dropout: float, augment: 
         for i in range(0, len(x), BATCH):
             b = order[i:i + BATCH]
             xb = augment_images(x[b], 28, hflip=True, shift=2) if augment else x[b]
-            opt.zero_grad()
-            F.cross_entropy(module(xb), y[b]).backward()
-            before = None
-            if centering:
-                module._center_gradients()
-                before = [w.detach().clone() for w, _, _ in module._centered_layers()]
-            opt.step()
-            if centering:
-                module._centered_step(before)
+
+            def closure(xb=xb, yb=y[b]):
+                opt.zero_grad()
+                loss = F.cross_entropy(module(xb), yb)
+                loss.backward()
+                return loss
+
+            module._optimizer_step(opt, closure)  # FineTuneModule's step, centered or not
             sched.step()
         module.eval()
         with torch.no_grad():
