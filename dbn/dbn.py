@@ -143,22 +143,25 @@ class DBN(nn.Module):
             self.head.bias.zero_()
 
     # --- recognition (bottom-up) ----------------------------------------------------------------
-    def up(self, x: Tensor, n_layers: int | None = None, dropout: float = 0.0) -> Tensor:
+    def up(self, x: Tensor, n_layers: int | None = None, dropout: float = 0.0,
+           centers: list[Tensor] | None = None) -> Tensor:
         """Propagate E[h | below] through the first ``n_layers`` RBMs (all by default).
 
-        Dropout (on each layer's output, only in training mode) is for fine-tuning.
+        Dropout (on each layer's output, only in training mode) is for fine-tuning. With ``centers`` (one
+        tensor per layer, broadcastable to its output) a dropped unit takes its center instead of 0:
+        h ← μ + dropout(h - μ), dropout of the centered outputs (see ``FineTuneModule(centering=True)``).
         """
         layers = self.layers if n_layers is None else self.layers[:n_layers]
         h = x
-        for rbm in layers:
+        for i, rbm in enumerate(layers):
             h = rbm.output(h)
             if dropout > 0 and self.training:
-                h = _dropout(h, dropout)
+                h = _dropout(h, dropout) if centers is None else centers[i] + _dropout(h - centers[i], dropout)
         return h
 
-    def forward(self, x: Tensor, dropout: float = 0.0) -> Tensor:
-        """Class logits if the DBN has a head, else top-layer features."""
-        h = self.up(x, dropout=dropout)
+    def forward(self, x: Tensor, dropout: float = 0.0, centers: list[Tensor] | None = None) -> Tensor:
+        """Class logits if the DBN has a head, else top-layer features (``dropout``, ``centers``: see :meth:`up`)."""
+        h = self.up(x, dropout=dropout, centers=centers)
         return h if self.head is None else self.head(h)
 
     @torch.no_grad()

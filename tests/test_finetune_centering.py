@@ -152,6 +152,30 @@ def test_network_function_is_unchanged_by_centering():
     torch.testing.assert_close(module(x), before)
 
 
+def test_centered_dropout_drops_to_the_mean_not_to_zero():
+    """With centering, dropout acts on h - μ: a dropped unit feeds its layer μ (the centered input 0), a kept one
+    μ + (h - μ)/(1 - p); without centering the same draws give 0 and h/(1 - p)."""
+    p = 0.5
+    net = _conv()
+    x, _ = _data(net, n=8)
+    module = FineTuneModule(net, centering=True, dropout=p)
+    module._start_centering(x)
+    module.train()
+    means = [mean for _, mean, _ in _centered(module)]  # per flattened input of layers 1, 2 and the head
+    for centered in (True, False):
+        torch.manual_seed(5)
+        got = module(x) if centered else FineTuneModule(net, dropout=p).train()(x)
+        torch.manual_seed(5)  # the same draws, by hand: _dropout's uniform numbers, kept where >= p
+        h = x
+        for rbm, mean in zip(net.layers, means):
+            h = rbm.output(h)
+            keep = torch.rand(h.shape, dtype=h.dtype) >= p
+            h = torch.where(keep, mean + (h - mean) / (1 - p), mean) if centered else torch.where(keep, h / (1 - p), 0.0)
+        torch.testing.assert_close(got, net.head(h))
+    module.eval()  # no dropout at evaluation: the plain network
+    torch.testing.assert_close(module(x), net(x))
+
+
 def test_centering_refuses_lbfgs():
     module = FineTuneModule(_dense(), centering=True, optimizer=lambda p: torch.optim.LBFGS(p))
     with pytest.raises(ValueError, match="L-BFGS"):
