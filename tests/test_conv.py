@@ -208,8 +208,8 @@ def test_conv_recipe_composes_to_the_reported_settings(tmp_path):
     assert cfg.pretrain.epochs == 3 and cfg.pretrain.lr == 0.05
     assert cfg.pretrain.layers[0].lr == cfg.pretrain.layers[1].lr == 0.002  # conv layers: the rate / positions
     f = cfg.finetune
-    assert (f.epochs, f.batch_size, f.dropout, f.optimizer.lr, f.scheduler.T_max) == (15, 100, 0.2, 0.002, 15)
-    assert dict(f.augment) == {"hflip": True, "shift": 2}
+    assert (f.epochs, f.batch_size, f.dropout, f.optimizer.lr, f.scheduler.T_max) == (15, 100, 0.0, 0.002, 15)
+    assert f.centering and dict(f.augment) == {"hflip": True, "shift": 0}
     assert not baseline.pretrain.enabled and baseline.finetune == cfg.finetune
 
 

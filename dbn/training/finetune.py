@@ -54,8 +54,8 @@ class FineTuneModule(L.LightningModule):
             two compose: dropping to 0 would feed the layer -μ/σ, a large input of its own).
             The statistics are measured once, averaged over ranks, and kept in the checkpoint. Not with L-BFGS,
             whose line search evaluates points that this step correction does not produce. Measured on the
-            pretrained Fashion-MNIST conv stack (docs/results.md): a large gain without dropout or augmentation,
-            almost none with them, and a loss from random init, whose near-constant sigmoid outputs make 1/σ large.
+            Fashion-MNIST conv stack (docs/results.md): 90.44% test accuracy fine-tuned from the pretrained stack
+            against 86.93% without it, and 88.15% against 86.57% from random init (seed 0).
     """
 
     def __init__(

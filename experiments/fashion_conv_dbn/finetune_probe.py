@@ -6,7 +6,8 @@ and reports the accuracy on 5,000 held-out training images (no test images are u
       different units: sigmoid, probabilistic max-pooling (the conv RBM's), softplus, sigmoid after batch norm,
       sigmoid whose pooled outputs are centered and scaled (5 (h - 0.5)), and ReLU;
   (2) the pretrained conv DBN of a run (its dbn_pretrained.pt) with a head, fine-tuned as dbn-train does
-      (FineTuneModule), with and without ``centering``, dropout and augmentation.
+      (FineTuneModule), with and without ``centering``, dropout and augmentation (with ``centering``, dropout drops
+      a unit to its mean: see FineTuneModule).
 Usage: python experiments/fashion_conv_dbn/finetune_probe.py RUN_DIR [--json FILE]
   (RUN_DIR: a finished experiment=fashion_mnist_conv run, e.g. runs/fashion_conv_dbn/dbn/0)
 """
@@ -135,7 +136,8 @@ def main() -> None:
         rows.append({"probe": f"one conv layer, {units}", "acc": accs, "seconds": time.perf_counter() - t})
         print(rows[-1], flush=True)
     for centering in (False, True):
-        for dropout, augment in ((0.0, False), (0.2, True)):
+        settings = ((0.0, False), (0.2, True)) + (((0.2, False), (0.0, True)) if centering else ())
+        for dropout, augment in settings:
             t = time.perf_counter()
             accs = finetune(args.run, x, y, xv, yv, centering, dropout, augment)
             rows.append({"probe": f"pretrained conv DBN, centering={centering}, dropout {dropout}, "

@@ -11,7 +11,7 @@
 # matplotlib for the figure (pip install -e ".[experiments]").
 # Usage: bash experiments/fashion_conv_dbn/run.sh [OUT_DIR] [SEED ...]
 set -euo pipefail
-out=${1:-runs/fashion_conv_dbn}
+out=${1:-runs/fashion_conv_dbn_v2}
 shift || true
 seeds=("$@")
 [ ${#seeds[@]} -eq 0 ] && seeds=(0 1 2)
