@@ -30,6 +30,7 @@ Smoke test (small sizes, numbers meaningless): python benchmarks/cd1_throughput.
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 
 import torch
@@ -41,7 +42,8 @@ import scaling
 PARTS = ("memory", "main", "extra", "recon", "finetune", "compile", "scaling", "gpu")
 ROWS = {"a": "(a) dbn RBMModule + Lightning Trainer", "b": "(b) dbn maths, plain PyTorch loop",
         "e": "(e) autograd formulation (cd_loss + backward + torch SGD), plain loop",
-        "c": "(c) scikit-learn BernoulliRBM (float32)", "d": "(d) ceiling: matmul rate / FLOPs of one CD-1 sample"}
+        "c": "(c) scikit-learn BernoulliRBM (float32)", "d": "(d) ceiling: matmul rate / FLOPs of one CD-1 sample",
+        "p": "(p) the step's four product calls alone, on the step's data"}
 GOAL_AB, GOAL_AC, GOAL_RECON, GOAL_AD = 0.95, 1.15, 0.02, {100: 0.75, 1000: 0.9}
 GOAL_BF16 = 1.6
 QUICK = {"limit": 3000, "repeats": 1, "warmup": 1, "bf16_epochs": 2, "memory_size": 1000, "memory_epochs": 2,
@@ -61,11 +63,16 @@ def measure(x: torch.Tensor, precision: str, batch: int, hidden: int, args, with
             + (", pretrain.compile=true" if compiled else ""))
     harness.progress(f"throughput: {name}")
     rows = {}
-    a = harness.lightning_run(x, hidden, batch, epochs, args.seed, precision, device, compile=compiled)
-    rows["a"] = {"samples_per_s": harness.steady_rate(n, a["periods"], args.warmup), "epoch_s": a["periods"],
-                 "fit_overhead_s": a["fit_overhead_s"]}
-    b = harness.plain_run(x, hidden, batch, epochs, args.seed, precision, device, compiled=compiled)
-    rows["b"] = {"samples_per_s": harness.steady_rate(n, b["periods"], args.warmup), "epoch_s": b["periods"]}
+    a_periods, b_periods, overheads = [], [], []
+    for _ in range(max(args.rounds, 1)):  # (a) and (b) alternate, so that a drift of the machine hits both alike
+        a = harness.lightning_run(x, hidden, batch, epochs, args.seed, precision, device, compile=compiled)
+        a_periods += a["periods"][args.warmup:]
+        overheads.append(a["fit_overhead_s"])
+        b = harness.plain_run(x, hidden, batch, epochs, args.seed, precision, device, compiled=compiled)
+        b_periods += b["periods"][args.warmup:]
+    rows["a"] = {"samples_per_s": harness.steady_rate(n, a_periods, 0), "epoch_s": a_periods,
+                 "fit_overhead_s": statistics.median(overheads)}
+    rows["b"] = {"samples_per_s": harness.steady_rate(n, b_periods, 0), "epoch_s": b_periods}
     if not compiled:
         e = harness.plain_run(x, hidden, batch, epochs, args.seed, precision, device, autograd=True)
         rows["e"] = {"samples_per_s": harness.steady_rate(n, e["periods"], args.warmup), "epoch_s": e["periods"]}
@@ -74,7 +81,14 @@ def measure(x: torch.Tensor, precision: str, batch: int, hidden: int, args, with
     flops = harness.matmul_rate(x.shape[1], hidden, batch, harness.PRECISIONS[precision][1], device,
                                 seconds=args.matmul_seconds, repeats=args.repeats)
     rows["d"] = {"samples_per_s": flops / harness.cd1_flops(x.shape[1], hidden), "matmul_flops": flops}
+    if not compiled:
+        rows["p"] = {"samples_per_s": harness.step_products_rate(x, hidden, batch, harness.PRECISIONS[precision][1],
+                                                                 device, seconds=args.matmul_seconds,
+                                                                 repeats=args.repeats)}
     ratios = {f"a/{k}": rows["a"]["samples_per_s"] / rows[k]["samples_per_s"] for k in ("b", "c", "d", "e") if k in rows}
+    if "p" in rows:  # where the gap to (d) lies: products slower in the step than hot (p/d), the rest of the step (b/p)
+        ratios["p/d"] = rows["p"]["samples_per_s"] / rows["d"]["samples_per_s"]
+        ratios["b/p"] = rows["b"]["samples_per_s"] / rows["p"]["samples_per_s"]
     if "e" in rows:
         ratios["b/e"] = rows["b"]["samples_per_s"] / rows["e"]["samples_per_s"]
     goals = {f"a/b >= {GOAL_AB}": ratios["a/b"] >= GOAL_AB}
@@ -91,6 +105,8 @@ def _note(key: str, row: dict, cfg: dict, n_visible: int) -> str:
         return f"Lightning fit set-up + tear-down {row['fit_overhead_s']:.2f} s, not in samples/s"
     if key == "c":
         return "BLAS: " + harness.blas_summary(row["blas"])
+    if key == "p":
+        return "no elementwise work, no sampling, no update: the products' own rate at the step's shapes and data"
     if key == "d":
         mflop = harness.cd1_flops(n_visible, cfg["hidden"]) / 1e6
         return f"{row['matmul_flops'] / 1e9:.1f} GFLOP/s {cfg['precision']} matmul / {mflop:.2f} MFLOP a sample"
@@ -114,13 +130,15 @@ def throughput_tables(results: list[dict], n: int, n_visible: int, args) -> str:
         ad_goal = GOAL_AD.get(cfg["batch"]) if cfg["precision"] == "fp32" and not cfg["compiled"] else None
         ratio_rows.append([cfg["config"], f"{ab:.2f}", _goal(ab, GOAL_AB), "-" if ac is None else f"{ac:.2f}",
                            _goal(ac, GOAL_AC), f"{ad:.2f}", "-" if ad_goal is None else f">= {ad_goal}: "
-                           + _goal(ad, ad_goal), f"{cfg['ratios']['b/e']:.2f}" if "b/e" in cfg["ratios"] else "-"])
+                           + _goal(ad, ad_goal), f"{cfg['ratios']['b/e']:.2f}" if "b/e" in cfg["ratios"] else "-",
+                           *(f"{cfg['ratios'][k]:.2f}" if k in cfg["ratios"] else "-" for k in ("p/d", "b/p"))])
     bf16 = "".join(f"\n\n{name} vs fp32 (eager): (a) Lightning {a:.2f}x (goal >= {GOAL_BF16}x: {_goal(a, GOAL_BF16)}); "
                    f"(b) plain loop {b:.2f}x" for name, a, b in _bf16_speedups(results))
     return (head + harness.markdown(["config", "setup", "samples/s", "s / epoch", "note"], rows) + "\n\n"
             + harness.markdown(["config", "(a)/(b)", f"goal (a)/(b) >= {GOAL_AB}", "(a)/(c)",
                                 f"goal fp32 (a)/(c) >= {GOAL_AC}", "(a)/(d)", "goal (a)/(d)",
-                                "(b)/(e): explicit vs autograd"], ratio_rows)
+                                "(b)/(e): explicit vs autograd", "(p)/(d): products in the step vs hot",
+                                "(b)/(p): the step vs its products"], ratio_rows)
             + bf16)
 
 
@@ -258,6 +276,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--repeats", type=int, default=3,
         help="timed epochs (scikit-learn: one-epoch fits) per row; medians are reported (default 3)")
     add("--warmup", type=int, default=1, help="untimed epochs at the start of each fit (default 1)")
+    add("--rounds", type=int, default=2,
+        help="fits of (a) and of (b) per row, alternating a, b, a, b; the median is over all their timed epochs "
+             "(default 2)")
     add("--hidden", type=int, default=500, help="hidden units of the main table (default 500)")
     add("--batch", type=int, default=100, help="batch size of the main table (default 100)")
     add("--limit", type=int, default=None,

@@ -313,6 +313,47 @@ def matmul_rate(n_visible: int, hidden: int, batch: int, dtype: torch.dtype = to
     return statistics.median(rates)
 
 
+def step_products_rate(x: Tensor, hidden: int, batch: int, dtype: torch.dtype = torch.float32, device: str = "cpu",
+                       seconds: float = 1.0, repeats: int = 3) -> float:
+    """Samples/s of a CD-1 step's four product calls alone, as ``cd_update`` makes them, on minibatches of ``x``.
+
+    c + v·Wᵀ, b + h·W, c + v'·Wᵀ (``addmm``) and the stacked weight gradient [g; g']ᵀ [v; v'] written into a
+    preallocated tensor, on shuffled data rows and fresh outputs: what the step's products cost where they
+    run, with the sigmoids, sampling, monitors and the SGD update left out. Against :func:`matmul_rate`
+    (the same shapes hot in cache, no bias) it shows how much slower the products run inside a step;
+    against the plain loop (b), what the rest of the step costs. Median over ``repeats`` windows.
+    """
+    g = torch.Generator(device="cpu").manual_seed(0)
+    x = x.to(device=device, dtype=dtype)
+    w = (torch.randn(hidden, x.shape[1], generator=g) * 0.01).to(device=device, dtype=dtype)
+    b, c = torch.zeros(x.shape[1], device=device, dtype=dtype), torch.zeros(hidden, device=device, dtype=dtype)
+    grad = torch.empty_like(w)
+    order = torch.randperm(len(x), generator=g).to(device)
+    batches = [order[i:i + batch] for i in range(0, len(x) - batch + 1, batch)]
+
+    def step(i: int) -> None:
+        v = x[batches[i % len(batches)]]
+        pre = torch.addmm(c, v, w.T)
+        v1 = torch.addmm(b, pre, w)
+        pre1 = torch.addmm(c, v1, w.T)
+        torch.mm(torch.cat([pre, pre1]).T, torch.cat([v, v1]), out=grad)
+
+    for i in range(10):
+        step(i)
+    synchronize(device)
+    rates, i = [], 0
+    for _ in range(max(repeats, 1)):
+        reps, t = 0, time.perf_counter()
+        while time.perf_counter() - t < seconds:
+            for _ in range(10):
+                step(i)
+                i += 1
+            synchronize(device)
+            reps += 10
+        rates.append(reps * batch / (time.perf_counter() - t))
+    return statistics.median(rates)
+
+
 # --- (c) scikit-learn -------------------------------------------------------------------------------------------
 SKLEARN = r"""
 import json, sys, time, numpy as np

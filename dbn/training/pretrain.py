@@ -125,9 +125,10 @@ def pretrain_layers(
                                   train_mask=train_mask if first else None, val_mask=val_mask if first else None)
         trainer = make_trainer(i, schedule)
         result = fit_layer(module, data, trainer, checkpoints[i])
-        device = trainer.strategy.root_device
-        train_x = hidden_probabilities(rbm, data.train_x.to(device))
-        val_x = None if val_x is None else hidden_probabilities(rbm, val_x.to(device))
+        if i < len(dbn.layers) - 1:  # the next layer's data (the top layer's output has no reader here)
+            device = trainer.strategy.root_device
+            train_x = hidden_probabilities(rbm, data.train_x.to(device))
+            val_x = None if val_x is None else hidden_probabilities(rbm, val_x.to(device))
         yield result
 
 

@@ -9,6 +9,7 @@
 # HIDDEN=20 gives the exactly evaluable case (2^20 hidden states enumerated).
 # Usage: bash experiments/fashion_rbm_generative/run.sh [OUT_DIR] [SEED ...]
 #        HIDDEN=20 bash experiments/fashion_rbm_generative/run.sh runs/fashion_rbm_exact
+#        EPOCHS=50 METHODS="pcd1_decay pcd1_centered_decay" bash ... runs/fashion_rbm_50ep 0   (a longer budget)
 #        METHODS="cd1 pcd1_centered" bash ...   (a subset; also pcd1_slow, pcd1_centered_slow, cd10_slow: the slow
 #        schedule of experiments/fashion_rbm_ais, lr 0.01 decaying linearly to 0.001, momentum 0.5)
 set -euo pipefail
@@ -19,7 +20,7 @@ seeds=("$@")
 hidden=${HIDDEN:-500}
 raise_betas=${RAISE_BETAS:-3000}
 common=(data=fashion_mnist data.binarize=sample data.seed=0 "model.hidden=[$hidden]" finetune=none
-        pretrain.epochs=10 pretrain.batch_size=100)
+        "pretrain.epochs=${EPOCHS:-10}" pretrain.batch_size=100)
 slow="pretrain.lr=0.01 pretrain.lr_schedule=linear pretrain.lr_final=0.1 pretrain.momentum=0.5 pretrain.final_momentum=0.5"
 declare -A methods=(
   [cd1]="pretrain.k=1"
