@@ -451,13 +451,17 @@ def _jsonable(obj):
 
 def machine() -> dict:
     """What the numbers were measured on."""
-    cpu = "unknown"
+    cpu, flags = "unknown", set()
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith("model name") and cpu == "unknown":
                 cpu = line.split(":", 1)[1].strip()
-                break
-    out = {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    # what decides the bf16 rows: AVX-512 BF16 (dot products) and AMX (tile units, Intel only)
+    isa = sorted(f for f in flags if f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"))
+    out = {"cpu": cpu, "cores": os.cpu_count(), "isa": isa, "torch": torch.__version__,
+           "torch_threads": torch.get_num_threads()}
     if torch.cuda.is_available():
         out["gpu"] = torch.cuda.get_device_name()
     return out
