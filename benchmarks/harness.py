@@ -296,20 +296,29 @@ def matmul_rate(n_visible: int, hidden: int, batch: int, dtype: torch.dtype = to
     a, w, h = (torch.rand(shape, generator=g, device=device).to(dtype)
                for shape in ((batch, n_visible), (hidden, n_visible), (batch, hidden)))
 
-    def burst(n: int) -> None:
-        for _ in range(n):
-            a @ w.T, h @ w, h.T @ a
+    return median_rate(lambda i: (a @ w.T, h @ w, h.T @ a), 3 * 2 * batch * n_visible * hidden, device, seconds,
+                       repeats)
 
-    burst(10)
+
+def median_rate(call, work_per_call: float, device: str, seconds: float = 1.0, repeats: int = 3) -> float:
+    """Median of ``work_per_call`` x calls per second over ``repeats`` windows of ~``seconds``.
+
+    ``call(i)`` is called with a running index, 10 times to warm up, then in bursts of 10 with a device
+    synchronisation after each burst.
+    """
+    for i in range(10):
+        call(i)
     synchronize(device)
-    rates = []
+    rates, i = [], 0
     for _ in range(max(repeats, 1)):
         reps, t = 0, time.perf_counter()
         while time.perf_counter() - t < seconds:
-            burst(10)
+            for _ in range(10):
+                call(i)
+                i += 1
             synchronize(device)
             reps += 10
-        rates.append(reps * 3 * 2 * batch * n_visible * hidden / (time.perf_counter() - t))
+        rates.append(reps * work_per_call / (time.perf_counter() - t))
     return statistics.median(rates)
 
 
@@ -338,20 +347,7 @@ def step_products_rate(x: Tensor, hidden: int, batch: int, dtype: torch.dtype = 
         pre1 = torch.addmm(c, v1, w.T)
         torch.mm(torch.cat([pre, pre1]).T, torch.cat([v, v1]), out=grad)
 
-    for i in range(10):
-        step(i)
-    synchronize(device)
-    rates, i = [], 0
-    for _ in range(max(repeats, 1)):
-        reps, t = 0, time.perf_counter()
-        while time.perf_counter() - t < seconds:
-            for _ in range(10):
-                step(i)
-                i += 1
-            synchronize(device)
-            reps += 10
-        rates.append(reps * batch / (time.perf_counter() - t))
-    return statistics.median(rates)
+    return median_rate(step, batch, device, seconds, repeats)
 
 
 # --- (c) scikit-learn -------------------------------------------------------------------------------------------
