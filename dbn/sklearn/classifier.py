@@ -97,9 +97,9 @@ class DBNClassifier(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, Transforme
         "verbose": ["verbose"],
     }
 
-    def __init__(self, hidden_layer_sizes=(256, 256), *, pretrain=True, pretrain_epochs=5, pretrain_lr=0.05,
-                 pretrain_k=1, pretrain_batch_size=32, pretrain_momentum=0.5, pretrain_final_momentum=0.9,
-                 pretrain_weight_decay=2e-4, finetune_epochs=100, finetune_lr=1e-2, finetune_batch_size=64,
+    def __init__(self, hidden_layer_sizes=(128, 128), *, pretrain=True, pretrain_epochs=5, pretrain_lr=0.05,
+                 pretrain_k=1, pretrain_batch_size=64, pretrain_momentum=0.5, pretrain_final_momentum=0.9,
+                 pretrain_weight_decay=2e-4, finetune_epochs=70, finetune_lr=1.5e-2, finetune_batch_size=64,
                  finetune_schedule="cosine", dropout=0.2, early_stopping=False, validation_fraction=0.1,
                  n_iter_no_change=10, device="cpu", random_state=None, verbose=0):
         self.hidden_layer_sizes = hidden_layer_sizes
