@@ -37,6 +37,11 @@ declare -A methods=(
   # PCD with the learning rate decaying linearly to a tenth (Tieleman 2008 decays it to zero)
   [pcd1_decay]="pretrain.persistent=true pretrain.lr_schedule=linear"
   [pcd1_centered_decay]="pretrain.persistent=true pretrain.centering=true pretrain.lr_schedule=linear"
+  # the same with a larger starting rate (does centering's conditioning pay at rates where plain PCD degrades?)
+  [pcd1_decay_lr0.1]="pretrain.persistent=true pretrain.lr_schedule=linear pretrain.lr=0.1"
+  [pcd1_centered_decay_lr0.1]="pretrain.persistent=true pretrain.centering=true pretrain.lr_schedule=linear pretrain.lr=0.1"
+  [pcd1_decay_lr0.2]="pretrain.persistent=true pretrain.lr_schedule=linear pretrain.lr=0.2"
+  [pcd1_centered_decay_lr0.2]="pretrain.persistent=true pretrain.centering=true pretrain.lr_schedule=linear pretrain.lr=0.2"
   # the old default for PCD: the switch to momentum 0.9 at epoch 5, as for CD
   [pcd1_mom09]="pretrain.persistent=true pretrain.final_momentum=0.9"
   [pcd1_pt_mom09]="pretrain.persistent=true pretrain.sampler=pt pretrain.final_momentum=0.9"
