@@ -5,7 +5,8 @@
 #      (pretrain.init_from) and from random init, 300 / 100 epochs of batch 32 (1,200 / 3,200 updates, as
 #      experiments/fashion_few_labels), no validation split, the last epoch tested;
 #   3. frozen features: the dense 784-500-500-2000 stack pretrained with the same 3 epochs a layer, and logistic
-#      regression on every layer's features of both stacks (frozen_features.py).
+#      regression on every layer's features of both stacks (frozen_features.py), with all labels and with the
+#      100 and 1,000 labelled images of step 2.
 # Then the tables and the learning curves. Runs with a results.json are skipped.
 # Needs the idx files in /usr/share/datasets/fashion-mnist (apt-get install dataset-fashion-mnist), and
 # matplotlib for the figure (pip install -e ".[experiments]").
@@ -31,6 +32,8 @@ for seed in "${seeds[@]}"; do
   train "$out/dense_pretrain3/$seed" experiment=fashion_mnist_dbn pretrain.epochs=3 finetune=none seed="$seed"
   python $here/frozen_features.py conv="$out/dbn/$seed" dense="$out/dense_pretrain3/$seed" \
     --json "$out/frozen_features_seed$seed.json"
+  python $here/frozen_features.py conv="$out/dbn/$seed" dense="$out/dense_pretrain3/$seed" --labels 100 1000 \
+    --json "$out/frozen_features_few_labels_seed$seed.json"
 done
 python experiments/summarize.py "$out"/dbn/* "$out"/baseline/*
 for n in 100 1000; do python experiments/summarize.py "$out"/labels$n/dbn/* "$out"/labels$n/baseline/*; done
