@@ -1,6 +1,7 @@
 """dbn.training.nvml: Lightning's NVML-based CUDA check is dropped only where NVML cannot load."""
 
 import ctypes
+import os
 
 import pytest
 import torch
@@ -19,7 +20,6 @@ def flag(monkeypatch):
 def test_unset_where_nvml_cannot_load(flag, monkeypatch):
     monkeypatch.setattr(torch.cuda, "_device_count_nvml", lambda: -1)
     assert nvml.skip_failing_nvml_probe.__wrapped__() is True
-    import os
     assert os.environ[nvml.FLAG] == "0"
 
 
@@ -27,7 +27,6 @@ def test_unset_where_nvml_cannot_load(flag, monkeypatch):
 def test_kept_where_nvml_answers(flag, monkeypatch, count):
     monkeypatch.setattr(torch.cuda, "_device_count_nvml", lambda: count)
     assert nvml.skip_failing_nvml_probe.__wrapped__() is False
-    import os
     assert os.environ[nvml.FLAG] == "1"
 
 
