@@ -73,7 +73,8 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for name, r in results.items():
         for row in r["layers"]:
-            print(f"| {name} | {row['layer']} | {row['features']:,} | {row['labelled']:,} | {100 * row['test_acc']:.2f}% |")
+            print(f"| {name} | {row['layer']} | {row['features']:,} | {row['labelled']:,} "
+                  f"| {100 * row['test_acc']:.2f}% |")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=1))

@@ -69,17 +69,20 @@ def logistic(C: float, tol: float = 1e-4) -> LogisticRegression:
 
 
 RBM = dict(n_components=100, learning_rate=0.06, n_iter=10)
+#: each row's estimator from (seed, DBNClassifier overrides); only the DBNClassifier rows use the overrides
 METHODS = {
     "the example verbatim: BernoulliRBM + logistic(tol=1)":
-        lambda seed: Pipeline([("rbm", BernoulliRBM(random_state=seed, **RBM)), ("logistic", logistic(6000, tol=1))]),
+        lambda seed, params: Pipeline([("rbm", BernoulliRBM(random_state=seed, **RBM)),
+                                       ("logistic", logistic(6000, tol=1))]),
     "scikit-learn BernoulliRBM + logistic":
-        lambda seed: Pipeline([("rbm", BernoulliRBM(random_state=seed, **RBM)), ("logistic", logistic(6000))]),
+        lambda seed, params: Pipeline([("rbm", BernoulliRBM(random_state=seed, **RBM)), ("logistic", logistic(6000))]),
     "dbn RBMTransformer + logistic (same pipeline)":
-        lambda seed: Pipeline([("rbm", RBMTransformer(random_state=seed, **RBM)), ("logistic", logistic(6000))]),
-    "dbn DBNClassifier(), pretrained + fine-tuned": lambda seed, **params: DBNClassifier(random_state=seed, **params),
+        lambda seed, params: Pipeline([("rbm", RBMTransformer(random_state=seed, **RBM)),
+                                       ("logistic", logistic(6000))]),
+    "dbn DBNClassifier(), pretrained + fine-tuned": lambda seed, params: DBNClassifier(random_state=seed, **params),
     "dbn DBNClassifier(pretrain=False), random init":
-        lambda seed, **params: DBNClassifier(pretrain=False, random_state=seed, **params),
-    "logistic regression on raw pixels (C=100)": lambda seed: logistic(100.0),
+        lambda seed, params: DBNClassifier(pretrain=False, random_state=seed, **params),
+    "logistic regression on raw pixels (C=100)": lambda seed, params: logistic(100.0),
 }
 
 
@@ -107,7 +110,7 @@ def run(seeds: list[int], names: list[str], params: dict) -> list[dict]:
     for name in names:
         make = METHODS[name]
         for seed in seeds:
-            model = make(seed, **params) if name.startswith("dbn DBNClassifier") else make(seed)
+            model = make(seed, params)
             start = time.perf_counter()
             model.fit(X_train, y_train)
             fit_s = time.perf_counter() - start
