@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,31 @@ def random_rbm(n_visible: int, n_hidden: int, scale: float = 1.0, seed: int = 0,
         rbm.visible_bias.copy_(torch.randn(n_visible, generator=g, dtype=dtype) * scale)
         rbm.hidden_bias.copy_(torch.randn(n_hidden, generator=g, dtype=dtype) * scale)
     return rbm
+
+
+def _is_local(host) -> bool:
+    if host in ("", "localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name other than localhost
+        return False
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Tests never download (no internet here or in CI): a connection from the test process to anything but this
+    machine fails the test at once, where a download would otherwise hang or pass only where the network is up.
+    Loopback stays open (Lightning's and torch.distributed's rendezvous on localhost)."""
+    for name in ("connect", "connect_ex"):
+        real = getattr(socket.socket, name)
+
+        def guarded(self, address, _real=real):
+            if self.family in (socket.AF_INET, socket.AF_INET6) and not _is_local(address[0]):
+                raise AssertionError(f"a test tried to connect to {address}: tests must never use the network")
+            return _real(self, address)
+
+        monkeypatch.setattr(socket.socket, name, guarded)
 
 
 @pytest.fixture

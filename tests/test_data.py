@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import socket
 import struct
 from pathlib import Path
 
@@ -561,3 +562,12 @@ def test_pretrain_without_held_out_data_has_no_validation_loaders():
     dm = PretrainDataModule(torch.rand(10, 3), None, batch_size=4)
     assert dm.val_dataloader() == []
     assert sum(len(b[0]) for b in dm.train_dataloader()) == 10
+
+
+def test_tests_cannot_reach_the_network():
+    """The autouse guard of conftest.py: a download attempt fails before any packet is sent; loopback stays open."""
+    with pytest.raises(AssertionError, match="never use the network"):
+        socket.create_connection(("192.0.2.1", 80), timeout=1)  # TEST-NET-1, never routed
+    server = socket.create_server(("127.0.0.1", 0))
+    with server, socket.create_connection(server.getsockname(), timeout=1):
+        pass
