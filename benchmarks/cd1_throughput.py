@@ -63,15 +63,12 @@ def measure(x: torch.Tensor, precision: str, batch: int, hidden: int, args, with
             + (", pretrain.compile=true" if compiled else ""))
     harness.progress(f"throughput: {name}")
     rows = {}
-    a_periods, b_periods, overheads = [], [], []
-    for _ in range(max(args.rounds, 1)):  # (a) and (b) alternate, so that a drift of the machine hits both alike
-        a = harness.lightning_run(x, hidden, batch, epochs, args.seed, precision, device, compile=compiled)
-        a_periods += a["periods"][args.warmup:]
-        overheads.append(a["fit_overhead_s"])
-        b = harness.plain_run(x, hidden, batch, epochs, args.seed, precision, device, compiled=compiled)
-        b_periods += b["periods"][args.warmup:]
+    a_periods, b_periods, a_runs = harness.alternate(
+        lambda: harness.lightning_run(x, hidden, batch, epochs, args.seed, precision, device, compile=compiled),
+        lambda: harness.plain_run(x, hidden, batch, epochs, args.seed, precision, device, compiled=compiled),
+        args.rounds, args.warmup)
     rows["a"] = {"samples_per_s": harness.steady_rate(n, a_periods, 0), "epoch_s": a_periods,
-                 "fit_overhead_s": statistics.median(overheads)}
+                 "fit_overhead_s": statistics.median(a["fit_overhead_s"] for a in a_runs)}
     rows["b"] = {"samples_per_s": harness.steady_rate(n, b_periods, 0), "epoch_s": b_periods}
     if not compiled:
         e = harness.plain_run(x, hidden, batch, epochs, args.seed, precision, device, autograd=True)
@@ -198,12 +195,10 @@ def recon_table(r: dict, limited: bool) -> str:
 def finetune_part(x: torch.Tensor, y: torch.Tensor, args) -> dict:
     """The 784-500-500-2000-10 net's fine-tuning step at batch 100: FineTuneModule + Trainer vs the plain loop."""
     epochs = args.warmup + args.repeats
-    a_periods, b_periods = [], []
-    for i in range(max(args.rounds, 1)):  # alternating, as the CD rows: one epoch of either swings by up to 25%
-        harness.progress(f"fine-tuning: Lightning, round {i + 1}")
-        a_periods += harness.finetune_lightning_run(x, y, args.batch, epochs, args.seed)["periods"][args.warmup:]
-        harness.progress(f"fine-tuning: plain loop, round {i + 1}")
-        b_periods += harness.finetune_plain_run(x, y, args.batch, epochs, args.seed)["periods"][args.warmup:]
+    a_periods, b_periods, _ = harness.alternate(
+        lambda: harness.finetune_lightning_run(x, y, args.batch, epochs, args.seed),
+        lambda: harness.finetune_plain_run(x, y, args.batch, epochs, args.seed),
+        args.rounds, args.warmup, label="fine-tuning: Lightning, then the plain loop")
     flops = harness.matmul_rate(784, 500, args.batch, seconds=args.matmul_seconds, repeats=args.repeats)
     out = {"n": len(x), "batch": args.batch, "a": harness.steady_rate(len(x), a_periods, 0),
            "b": harness.steady_rate(len(x), b_periods, 0), "matmul_flops": flops,

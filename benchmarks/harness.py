@@ -69,6 +69,20 @@ def steady_rate(n: int, periods: list[float], warmup: int) -> float:
     return n / statistics.median(timed)
 
 
+def alternate(run_a, run_b, rounds: int, warmup: int, label: str = "") -> tuple[list[float], list[float], list[dict]]:
+    """Epoch periods of ``run_a()`` and ``run_b()`` (each returns ``{"periods": [...], ...}``) over ``rounds``
+    rounds, a then b in each, so that a drift of the machine hits both alike (one epoch of either swings by up
+    to 25% on a shared machine); the first ``warmup`` epochs of every run are dropped. Also returns a's results."""
+    a_periods, b_periods, a_runs = [], [], []
+    for i in range(max(rounds, 1)):
+        if label:
+            progress(f"{label}: round {i + 1} of {max(rounds, 1)}")
+        a_runs.append(run_a())
+        a_periods += a_runs[-1]["periods"][warmup:]
+        b_periods += run_b()["periods"][warmup:]
+    return a_periods, b_periods, a_runs
+
+
 # --- (a) Lightning -----------------------------------------------------------------------------------
 def _epoch_clock():
     import lightning as L

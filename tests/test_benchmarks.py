@@ -77,3 +77,27 @@ def test_finetune_step_benchmark_runs_and_fused_adam_takes_the_same_steps(monkey
     ref, fused = finals["Adam (torch default on CPU)"], finals["Adam fused=True (dbn default)"]
     assert max((a - b).abs().max().item() for a, b in zip(ref, fused)) < 1e-5
     assert "| Adam fused=True (dbn default) |" in capsys.readouterr().out
+
+
+def test_alternate_runs_a_then_b_each_round_and_drops_the_warmup_epochs():
+    """benchmarks.harness.alternate: a, b, a, b, ... over the rounds; each run's first ``warmup`` periods dropped."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import harness
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    calls = []
+
+    def run(name):
+        def go():
+            calls.append(name)
+            k = len(calls)
+            return {"periods": [100.0 * k, k + 0.1, k + 0.2], "n": k}
+        return go
+
+    a, b, a_runs = harness.alternate(run("a"), run("b"), rounds=2, warmup=1)
+    assert calls == ["a", "b", "a", "b"]
+    assert a == [1.1, 1.2, 3.1, 3.2] and b == [2.1, 2.2, 4.1, 4.2]
+    assert [r["n"] for r in a_runs] == [1, 3]
+    calls.clear()
+    assert harness.alternate(run("a"), run("b"), rounds=0, warmup=0)[0] == [100.0, 1.1, 1.2]  # at least one round
