@@ -84,3 +84,21 @@ def test_defaults_beat_the_prior_on_digits_by_a_wide_margin():
     prior = DummyClassifier(strategy="prior").fit(x_train, y_train).score(x_test, y_test)
     accuracy = DBNClassifier(random_state=0).fit(x_train, y_train).score(x_test, y_test)
     assert accuracy > prior + 0.8, (accuracy, prior)  # the prior scores about 0.1
+
+
+def test_compare_script_pairs_the_methods_by_seed():
+    """experiments/sklearn_defaults/compare.py's paired table: per seed, ours minus the other on the same split."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / "sklearn_defaults" / "compare.py"
+    spec = importlib.util.spec_from_file_location("sklearn_defaults_compare", path)
+    compare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare)
+    accs = {"DBNClassifier()": [0.98, 0.97, 1.00], "MLP()": [0.97, 0.97, 0.99]}
+    rows = [{"data": "wine", "method": m, "seed": s, "test_acc": a, "fit_s": 0.1}
+            for m, seeds in accs.items() for s, a in enumerate(seeds)]
+    # differences +1, 0, +1 points: mean 0.67, standard error sd/sqrt(3) = 0.577/1.732 = 0.33; 2 wins, 1 tie
+    assert "| wine | +0.67 ± 0.33 (2/1/0) |" in compare.paired(rows)
+    assert "| wine | +0.67 ± 0.33 (2/1/0) |" in compare.table(rows)
+    assert compare.paired([r for r in rows if r["method"] == "MLP()"]) == ""  # nothing to pair with

@@ -11,7 +11,8 @@ held-out images come from the train file (disjoint from the 5,000), never from t
 ``--params '{"finetune_epochs": 50}'`` overrides DBNClassifier's defaults (for tuning).
 
 Usage: OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python experiments/sklearn_defaults/compare.py [--seeds 0 1 2 3 4]
-Prints a Markdown table; writes every run to --out (default results/results.json).
+Prints a Markdown table, then the seed-by-seed (paired) differences between DBNClassifier() and each MLP with
+their standard errors; writes every run to --out (default results/results.json).
 """
 
 from __future__ import annotations
@@ -116,7 +117,34 @@ def table(rows: list[dict]) -> str:
             ratio = f"{dbn / mlp:.1f}x" if dbn and mlp else ""
         lines.append(f"| {data} | " + " | ".join(accs) + " | "
                      + " | ".join("" if s is None else f"{s:.2f}" for s in secs) + f" | {ratio} |")
-    return "\n".join(lines)
+    return "\n".join(lines) + paired(rows)
+
+
+def paired(rows: list[dict], ours: str = "DBNClassifier()") -> str:
+    """Seed-by-seed differences (points) between ``ours`` and each other method on the same split: mean ± its
+    standard error, and wins / ties / losses. A split's test rows are shared, so the pairing removes the
+    split-to-split spread that dominates the per-method standard deviations of the small sets."""
+    acc = {(r["data"], r["method"], r["seed"]): 100 * r["test_acc"] for r in rows}
+    others = [n for n in dict.fromkeys(r["method"] for r in rows) if n != ours]
+    lines = []
+    for data in dict.fromkeys(r["data"] for r in rows):
+        cells = []
+        for other in others:
+            seeds = [s for (d, m, s) in acc if d == data and m == ours and (d, other, s) in acc]
+            diffs = [acc[data, ours, s] - acc[data, other, s] for s in seeds]
+            if len(diffs) < 2:
+                cells.append("")
+                continue
+            se = statistics.stdev(diffs) / len(diffs) ** 0.5
+            wins, ties = sum(d > 0 for d in diffs), sum(d == 0 for d in diffs)
+            cells.append(f"{statistics.mean(diffs):+.2f} ± {se:.2f} ({wins}/{ties}/{len(diffs) - wins - ties})")
+        if any(cells):
+            lines.append(f"| {data} | " + " | ".join(cells) + " |")
+    if not lines:
+        return ""
+    head = " | ".join(f"{ours} − {o}" for o in others)
+    return ("\n\nPaired by seed (points; mean ± standard error; wins/ties/losses of " + ours + "):\n\n"
+            + f"| data set | {head} |\n" + "|---" * (len(others) + 1) + "|\n" + "\n".join(lines))
 
 
 def main() -> None:
