@@ -509,6 +509,29 @@ def test_sample_binarization_needs_values_in_the_unit_interval(tmp_path):
         dm.setup()
 
 
+def test_invert_gives_the_exact_complements_of_the_binarised_images(tmp_path):
+    """data.invert: the same draws and split as without it, every value x -> 1 - x (train, val and test)."""
+    x, x_test = probabilities(200), probabilities(20, seed=1)
+    np.save(tmp_path / "xt.npy", x_test)
+    kw = {"test_features": str(tmp_path / "xt.npy"), "val_fraction": 0.1, "seed": 3, "binarize": "sample"}
+    plain, flipped = arrays_module(tmp_path, x, **kw), arrays_module(tmp_path, x, invert=True, **kw)
+    plain.setup()
+    flipped.setup()
+    for f, p in ((flipped.train_x, plain.train_x), (flipped.val_x, plain.val_x), (flipped.test_x, plain.test_x)):
+        assert torch.equal(f, 1 - p)
+
+
+def test_invert_keeps_missing_entries_zero_filled_and_refuses_values_outside_the_unit_interval(tmp_path):
+    x = probabilities(20)
+    x[3, 2] = np.nan
+    dm = arrays_module(tmp_path, x, missing=True, invert=True, val_fraction=0.0, test_fraction=0.0)
+    dm.setup()
+    row = int(torch.nonzero(dm.train_mask[:, 2] == 0)[0])
+    assert dm.train_x[row, 2] == 0 and torch.allclose(dm.train_x[row, :2], torch.tensor([1.0, 0.0]))
+    with pytest.raises(DataError, match=r"invert=true needs training data in \[0, 1\].*scale the data"):
+        arrays_module(tmp_path, probabilities(20) * 2, invert=True, test_fraction=0.0).setup()
+
+
 # TensorBatches / batch_loader ------------------------------------------------------------------------------
 def test_batch_loader_batches_equal_direct_indexing():
     x, y = torch.arange(30.0).reshape(10, 3), torch.arange(10) % 3

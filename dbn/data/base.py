@@ -146,10 +146,13 @@ class TensorDataModule(L.LightningDataModule):
         missing: NaN features mark missing entries (zero-filled, with masks) instead of being rejected.
         labelled: fine-tune on only this many labelled training images (the same number of each
             class, drawn with ``seed``); pretraining still sees every training image. None: all.
+        invert: x -> 1 - x for every observed value, after binarisation (so the inverted images are the exact
+            complements of the plain ones, draw for draw); values must be in [0, 1]. The "flipped" data sets of
+            Melchior, Fischer & Wiskott (2016): a centered RBM is invariant to the flip, a plain one is not.
     """
 
     def __init__(self, batch_size: int = 64, val_fraction: float = 0.1, binarize: str | None = None, seed: int = 0,
-                 missing: bool = False, labelled: int | None = None) -> None:
+                 missing: bool = False, labelled: int | None = None, invert: bool = False) -> None:
         super().__init__()
         if int(batch_size) < 1:
             raise DataError(f"batch_size must be >= 1, got {batch_size}")
@@ -158,7 +161,7 @@ class TensorDataModule(L.LightningDataModule):
         if binarize not in (None, False, "threshold", "sample"):
             raise DataError(f"binarize must be null, 'threshold' or 'sample', got {binarize!r}")
         self.batch_size, self.val_fraction, self.binarize, self.seed = int(batch_size), float(val_fraction), binarize or None, seed
-        self.missing = bool(missing)
+        self.missing, self.invert = bool(missing), bool(invert)
         if labelled is not None and (isinstance(labelled, bool) or int(labelled) < 1):
             raise DataError(f"labelled must be a number of labelled training images >= 1 or null, got {labelled}")
         self.labelled = None if labelled is None else int(labelled)
@@ -186,10 +189,15 @@ class TensorDataModule(L.LightningDataModule):
             self.test_x, self.test_mask = fill_missing(self.test_x)
             if raw.get("y_test") is not None:
                 self.test_y = as_labels(raw["y_test"], len(self.test_x), "test labels")
+        if self.invert:
+            for name, values in (("training data", x), ("test data", self.test_x)):
+                if values is not None and (float(values.min()) < 0 or float(values.max()) > 1):
+                    raise DataError(f"invert=true needs {name} in [0, 1], found values in [{float(values.min()):g}, "
+                                    f"{float(values.max()):g}]; scale the data into [0, 1] or drop invert")
         gen = torch.Generator().manual_seed(int(self.seed))
-        x = self._binarized(x, gen)
+        x = self._inverted(self._binarized(x, gen), mask)
         if self.test_x is not None:
-            self.test_x = self._binarized(self.test_x, gen)
+            self.test_x = self._inverted(self._binarized(self.test_x, gen), self.test_mask)
         n_val = int(round(self.val_fraction * len(x)))
         if n_val and len(x) - n_val < 1:
             raise DataError(f"val_fraction={self.val_fraction} leaves no training data out of {len(x)} samples")
@@ -218,6 +226,12 @@ class TensorDataModule(L.LightningDataModule):
                 raise DataError("binarize='sample' needs values in [0, 1]; scale the data first")
             return torch.bernoulli(x, generator=gen)
         return x
+
+    def _inverted(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        """1 - x where observed; missing entries stay 0-filled."""
+        if not self.invert:
+            return x
+        return 1 - x if mask is None else (1 - x) * mask
 
     def _loader(self, x: Tensor | None, y: Tensor | None, shuffle: bool) -> DataLoader | list:
         if x is None:

@@ -42,6 +42,11 @@ declare -A methods=(
   [pcd1_centered_decay_lr0.1]="pretrain.persistent=true pretrain.centering=true pretrain.lr_schedule=linear pretrain.lr=0.1"
   [pcd1_decay_lr0.2]="pretrain.persistent=true pretrain.lr_schedule=linear pretrain.lr=0.2"
   [pcd1_centered_decay_lr0.2]="pretrain.persistent=true pretrain.centering=true pretrain.lr_schedule=linear pretrain.lr=0.2"
+  # the same two on the flipped images (each binarised image's complement, data.invert=true): Melchior et al.
+  # (2016) show a centered RBM invariant to the flip and a plain one much worse on flipped MNIST
+  [pcd1_decay_flipped]="pretrain.persistent=true pretrain.lr_schedule=linear data.invert=true"
+  [pcd1_centered_decay_flipped]="pretrain.persistent=true pretrain.centering=true pretrain.lr_schedule=linear data.invert=true"
+  [cd10_flipped]="pretrain.k=10 data.invert=true"
   # the old default for PCD: the switch to momentum 0.9 at epoch 5, as for CD
   [pcd1_mom09]="pretrain.persistent=true pretrain.final_momentum=0.9"
   [pcd1_pt_mom09]="pretrain.persistent=true pretrain.sampler=pt pretrain.final_momentum=0.9"
