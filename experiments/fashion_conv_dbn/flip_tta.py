@@ -1,0 +1,42 @@
+"""Test-time flips: the test accuracy of fine-tuned runs on the images, on their mirror images, and with the two
+predictions averaged (the mean of the two softmax outputs), on Fashion-MNIST's 10,000 test images.
+
+The nets were fine-tuned with random left-right flips (``finetune.augment={hflip: true}``), so the mirror image is
+an input of the kind they were trained on.
+
+Usage: python experiments/fashion_conv_dbn/flip_tta.py RUN_DIR [RUN_DIR ...]   (each with the dbn.pt of dbn-train)
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from dbn.data.idx import read_idx
+from dbn.dbn import DBN
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path)
+    args = parser.parse_args()
+    images = read_idx(FASHION / "t10k-images-idx3-ubyte.gz").reshape(10000, -1)
+    x = torch.from_numpy(images).float() / 255
+    y = torch.from_numpy(read_idx(FASHION / "t10k-labels-idx1-ubyte.gz")).long()
+    mirrored = x.view(-1, 28, 28).flip(-1).reshape(-1, 784)
+    print("| run | test acc | mirror images | both, softmax averaged |\n|---|---|---|---|")
+    for run in args.runs:
+        model = DBN.load(run / "dbn.pt").eval()
+        with torch.no_grad():
+            plain = torch.cat([model.predict_proba(b) for b in x.split(1000)])
+            flipped = torch.cat([model.predict_proba(b) for b in mirrored.split(1000)])
+        acc = [100 * (p.argmax(1) == y).double().mean().item() for p in (plain, flipped, plain + flipped)]
+        print(f"| {run} | " + " | ".join(f"{a:.2f}%" for a in acc) + " |")
+
+
+if __name__ == "__main__":
+    main()
