@@ -47,6 +47,7 @@ declare -A methods=(
   [pcd1_decay_flipped]="pretrain.persistent=true pretrain.lr_schedule=linear data.invert=true"
   [pcd1_centered_decay_flipped]="pretrain.persistent=true pretrain.centering=true pretrain.lr_schedule=linear data.invert=true"
   [cd10_flipped]="pretrain.k=10 data.invert=true"
+  [cd10_slow_flipped]="pretrain.k=10 $slow data.invert=true"
   # the old default for PCD: the switch to momentum 0.9 at epoch 5, as for CD
   [pcd1_mom09]="pretrain.persistent=true pretrain.final_momentum=0.9"
   [pcd1_pt_mom09]="pretrain.persistent=true pretrain.sampler=pt pretrain.final_momentum=0.9"

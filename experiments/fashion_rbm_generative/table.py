@@ -22,7 +22,7 @@ METHODS = {
     "pcd1_centered_decay_lr0.2": "centered PCD-1, lr 0.2 decaying to a tenth",
     "pcd1_decay_flipped": "PCD-1, lr decaying to a tenth, flipped images",
     "pcd1_centered_decay_flipped": "centered PCD-1, lr decaying to a tenth, flipped images",
-    "cd10_flipped": "CD-10, flipped images",
+    "cd10_flipped": "CD-10, flipped images", "cd10_slow_flipped": "CD-10, slow schedule, flipped images",
     "pcd1_mom09": "PCD-1, momentum 0.9 (old default)", "pcd1_pt_mom09": "PCD-1 + PT, momentum 0.9 (old default)",
     "pcd1_centered_mom09": "centered PCD-1, momentum 0.9 (old default)",
     "pcd1_pt_centered_mom09": "centered PCD-1 + PT, momentum 0.9 (old default)",
