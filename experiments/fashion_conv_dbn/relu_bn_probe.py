@@ -4,9 +4,10 @@ The net has the recipe's shapes (conv 32x5x5 -> 2x2 max-pool -> conv 64x5x5 -> 2
 softmax), but every layer is followed by batch normalisation and ReLU instead of the RBMs' sigmoid units and
 probabilistic max-pooling. ``--init pretrained`` copies the filters, the dense weights and their hidden biases from a
 run's pretrained stack (``dbn_pretrained.pt``; batch normalisation then rescales and recenters each map, so what
-carries over is the filters' shapes); ``--init random`` is PyTorch's default initialisation. Training: the run's
-own 55,000 / 5,000 split (``data.seed`` of the experiment, 0), Adam 1e-3 cosine-annealed to 0, batch 100, random
-left-right flips, the epoch with the best validation accuracy tested on the 10,000 test images.
+carries over is the filters' shapes); ``--init random`` is PyTorch's default initialisation. Training: the
+55,000 / 5,000 split that ``dbn-train experiment=fashion_mnist_conv seed=SEED`` uses (``data.seed`` = ``--seed``),
+Adam 1e-3 cosine-annealed to 0, batch 100, random left-right flips, the epoch with the best validation accuracy
+tested on the 10,000 test images.
 
 Usage: python experiments/fashion_conv_dbn/relu_bn_probe.py --init pretrained --run RUN_DIR [--epochs 15]
        [--seed 0] [--json FILE]
@@ -64,12 +65,12 @@ def main() -> None:
     parser.add_argument("--init", choices=["pretrained", "random"], required=True)
     parser.add_argument("--run", type=Path, help="a finished experiment=fashion_mnist_conv run (pretrained init)")
     parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="initialisation, shuffling and the split")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.init == "pretrained" and args.run is None:
         parser.error("--init pretrained needs --run RUN_DIR")
-    data = IdxDataModule(name="fashion_mnist", val_fraction=5000 / 60000, seed=0)
+    data = IdxDataModule(name="fashion_mnist", val_fraction=5000 / 60000, seed=args.seed)
     data.setup()
     torch.manual_seed(args.seed)
     net = make_net()
