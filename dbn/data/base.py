@@ -132,6 +132,12 @@ def balanced_subset(y: Tensor | None, n: int, generator: torch.Generator) -> Ten
     return torch.cat([rows[:q] for q, rows in zip(quota, per_class)]).sort().values
 
 
+def _outside_unit_interval(x: Tensor) -> tuple[float, float] | None:
+    """(min, max) of x where some value lies outside [0, 1], else None (one pass over x)."""
+    lo, hi = (float(v) for v in torch.aminmax(x)) if x.numel() else (0.0, 0.0)
+    return (lo, hi) if lo < 0 or hi > 1 else None
+
+
 class TensorDataModule(L.LightningDataModule):
     """A labelled (or unlabelled) data set held in memory, split into train / val / test.
 
@@ -191,9 +197,9 @@ class TensorDataModule(L.LightningDataModule):
                 self.test_y = as_labels(raw["y_test"], len(self.test_x), "test labels")
         if self.invert:
             for name, values in (("training data", x), ("test data", self.test_x)):
-                if values is not None and (float(values.min()) < 0 or float(values.max()) > 1):
-                    raise DataError(f"invert=true needs {name} in [0, 1], found values in [{float(values.min()):g}, "
-                                    f"{float(values.max()):g}]; scale the data into [0, 1] or drop invert")
+                if values is not None and (outside := _outside_unit_interval(values)):
+                    raise DataError(f"invert=true needs {name} in [0, 1], found values in [{outside[0]:g}, "
+                                    f"{outside[1]:g}]; scale the data into [0, 1] or drop invert")
         gen = torch.Generator().manual_seed(int(self.seed))
         x = self._inverted(self._binarized(x, gen), mask)
         if self.test_x is not None:
@@ -222,7 +228,7 @@ class TensorDataModule(L.LightningDataModule):
         if self.binarize == "threshold":
             return (x > 0.5).to(x.dtype)
         if self.binarize == "sample":
-            if float(x.min()) < 0 or float(x.max()) > 1:
+            if _outside_unit_interval(x):
                 raise DataError("binarize='sample' needs values in [0, 1]; scale the data first")
             return torch.bernoulli(x, generator=gen)
         return x
