@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dbn.rbm import RBM
+from dbn.special import softplus
 
 
 @dataclass
@@ -302,7 +303,7 @@ def parallel_tempering(rbm: RBM, chains: Tensor, betas: Tensor, k: int = 1,
             b_lo, b_hi = beta[lo].view(-1, 1), beta[hi].view(-1, 1)
 
             def free(rows, bt):  # F_β of the states at temperatures ``rows``, at inverse temperature bt
-                return -bt * bv[rows] - F.softplus(bt.unsqueeze(-1) * pre[rows]).sum(-1)
+                return -bt * bv[rows] - softplus(bt.unsqueeze(-1) * pre[rows]).sum(-1)
 
             log_a = free(lo, b_lo) + free(hi, b_hi) - free(hi, b_lo) - free(lo, b_hi)
             r = torch.rand(log_a.shape, generator=generator, device=v.device, dtype=v.dtype)

@@ -1,4 +1,5 @@
-"""Special functions of the ReLU units: the integral of softplus (a dilogarithm) and the inverse of softplus.
+"""Special functions: softplus without log1p, and for the ReLU units the integral of softplus (a dilogarithm) and
+the inverse of softplus.
 
 Torch only, differentiable, accurate to float64 round-off.
 
@@ -14,6 +15,25 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+
+def softplus(x: Tensor) -> Tensor:
+    """log(1 + eˣ), elementwise: ``F.softplus`` where a gradient is recorded or in float64, else a faster form.
+
+    On CPU, torch's float32 and bfloat16 softplus (and log1p, logsigmoid) run unvectorised, at 5-10 ns an element
+    on one core, while sigmoid and log are vectorised (about 1 ns). The free energy of binary hidden units, which
+    every CD update's monitor, AIS and parallel tempering evaluate, is a sum of softplus; here, without autograd,
+
+        softplus(x) = max(x, 0) - log sigmoid(|x|)
+
+    (sigmoid(|x|) lies in [1/2, 1), so the log neither overflows nor loses the large-x branch), 2.5-4x faster
+    on a 2-core CPU at (100, 500), with the same absolute error as torch's result in float32 (within 6e-7 over
+    [-120, 120], ``tests/test_special.py``). Float64, whose torch softplus is vectorised, and anything
+    autograd will differentiate go to ``F.softplus``, whose backward is the exact sigmoid.
+    """
+    if x.dtype == torch.float64 or (x.requires_grad and torch.is_grad_enabled()):
+        return F.softplus(x)
+    return x.clamp_min(0).sub_(torch.sigmoid(x.abs()).log_())
 
 
 def _li2_small(u: Tensor) -> Tensor:

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dbn.special import softplus_integral, softplus_inverse
+from dbn.special import softplus, softplus_integral, softplus_inverse
 
 #: Gaussian visible units refuse data whose features are this far from mean 0, std 1
 UNSCALED_MEAN, UNSCALED_STD = 4.0, 4.0
@@ -140,7 +140,7 @@ class Bernoulli(Units):
 
     def log_partition(self, pre: Tensor) -> Tensor:
         """Σ_j log(1 + exp(x_j)) = Σ_j softplus(x_j)."""
-        return F.softplus(pre).sum(dim=-1)
+        return softplus(pre).sum(dim=-1)
 
     def energy(self, v: Tensor, bias: Tensor, log_var: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
         """-b·v."""

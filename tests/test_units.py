@@ -20,7 +20,7 @@ from dbn.dbn import DBN
 from dbn.eval import ais_log_partition, exact_log_partition
 from dbn.rbm import RBM
 from dbn.sampling import cd_loss, contrastive_divergence
-from dbn.special import softplus_integral, softplus_inverse
+from dbn.special import softplus, softplus_integral, softplus_inverse
 from dbn.training.rbm_module import RBMModule
 from dbn.units import Gaussian, ReLU, get_units
 
@@ -441,3 +441,31 @@ def test_masked_cd_gradient_with_softmax_units_leaves_missing_ratings_out():
     _check_gradients(rbm, step)
     # a distribution over the K levels where observed, zeros elsewhere
     torch.testing.assert_close(step.v_model.view(8, 4, 3).sum(-1), mask[:, ::3])
+
+
+def test_fast_softplus_keeps_torch_accuracy_without_log1p():
+    """dbn.special.softplus (max(x, 0) - log sigmoid(|x|) without autograd) against float64 over [-120, 120]."""
+    x = torch.linspace(-120.0, 120.0, 2_000_001, dtype=torch.float64)
+    y = x.float()
+    ref = F.softplus(y.double())
+    # float32: within 1.2e-7 absolute plus 1.2e-7 relative (torch's own float32 softplus: 5.4e-7 at 120)
+    torch.testing.assert_close(softplus(y).double(), ref, atol=1.2e-7, rtol=1.2e-7)
+    # bfloat16: two roundings then the sum's, within 1.5 half-ulps (2^-8 relative) plus 2^-9 absolute
+    z = x.to(torch.bfloat16)
+    ref = F.softplus(z.double())
+    assert float(((softplus(z).double() - ref).abs() / (ref * 2**-8 + 2**-9)).max()) <= 1.5
+    edges = torch.tensor([float("inf"), -float("inf"), 1e38, -1e38, 0.0])
+    torch.testing.assert_close(softplus(edges), F.softplus(edges))
+    assert softplus(torch.tensor([float("nan")])).isnan().all()
+
+
+def test_fast_softplus_leaves_gradients_and_float64_to_torch():
+    """Under autograd the result and its gradient are F.softplus's (whose backward is sigmoid); float64 is F.softplus."""
+    x = torch.linspace(-30.0, 30.0, 601, requires_grad=True)
+    x_torch = x.detach().clone().requires_grad_()
+    softplus(x).sum().backward()
+    F.softplus(x_torch).sum().backward()
+    assert torch.equal(x.grad, x_torch.grad)
+    torch.testing.assert_close(x.grad, torch.sigmoid(x.detach()))
+    x64 = torch.linspace(-30.0, 30.0, 601, dtype=torch.float64)
+    assert torch.equal(softplus(x64), F.softplus(x64))

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from dbn.rbm import RBM
+from dbn.special import softplus
 
 #: largest layer enumerated by exact_log_partition (2^25 states)
 MAX_ENUMERATED_UNITS = 25
@@ -206,7 +207,6 @@ def ais_log_partition(
 
     def log_p_star_step(v: Tensor, pre: Tensor, beta: float, beta_prev: float) -> Tensor:
         """log p*_β(v) - log p*_β'(v), summed in float64."""
-        softplus = torch.nn.functional.softplus
         hidden = (softplus(beta * pre) - softplus(beta_prev * pre)).sum(1, dtype=torch.float64)
         return (beta - beta_prev) * (v.to(torch.float64) @ b_diff) + hidden
 
