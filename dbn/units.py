@@ -38,7 +38,6 @@ from __future__ import annotations
 import re
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from dbn.special import softplus, softplus_integral, softplus_inverse
@@ -274,7 +273,7 @@ class ReLU(Units):
 
     def mean(self, pre: Tensor) -> Tensor:
         """E[u | x] = softplus(x), Nair & Hinton's approximation of the SSU's mean Σ_n sigmoid(x - n + ½)."""
-        return F.softplus(pre)
+        return softplus(pre)
 
     def sample(self, mean: Tensor, generator: torch.Generator | None = None, log_var: Tensor | None = None) -> Tensor:
         """u = max(0, x + sqrt(sigmoid(x)) ε), ε ~ N(0, 1), with x = softplus⁻¹(mean)."""
