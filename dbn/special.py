@@ -26,9 +26,9 @@ def softplus(x: Tensor) -> Tensor:
 
         softplus(x) = max(x, 0) - log sigmoid(|x|)
 
-    (sigmoid(|x|) lies in [1/2, 1), so the log neither overflows nor loses the large-x branch), 2.5-4x faster
-    on a 2-core CPU at (100, 500), with the same absolute error as torch's result in float32 (within 6e-7 over
-    [-120, 120], ``tests/test_special.py``). Float64, whose torch softplus is vectorised, and anything
+    (sigmoid(|x|) lies in [1/2, 1), so the log neither overflows nor loses the large-x branch), 3-5x faster
+    on a 2-core CPU (``benchmarks/softplus.py``), with the same absolute error as torch's result in float32
+    (within 6e-7 over [-120, 120], ``tests/test_units.py``). Float64, whose torch softplus is vectorised, and anything
     autograd will differentiate go to ``F.softplus``, whose backward is the exact sigmoid.
     """
     if x.dtype == torch.float64 or (x.requires_grad and torch.is_grad_enabled()):

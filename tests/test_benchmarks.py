@@ -101,3 +101,22 @@ def test_alternate_runs_a_then_b_each_round_and_drops_the_warmup_epochs():
     assert [r["n"] for r in a_runs] == [1, 3]
     calls.clear()
     assert harness.alternate(run("a"), run("b"), rounds=0, warmup=0)[0] == [100.0, 1.1, 1.2]  # at least one round
+
+
+def test_softplus_benchmark_fills_its_table_and_matches_torch_accuracy(tmp_path, capsys):
+    """benchmarks/softplus.py: every shape x dtype row, positive times, and dbn's largest error within 1.5x torch's
+    (float64 rows: both exact) — the table is where the docs' speed-up of the fast softplus comes from."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import softplus as bench
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    result = bench.main(["--repeats", "1", "--seconds", "0.001", "--json", str(tmp_path / "s.json")])
+    rows = result["rows"]
+    assert len(rows) == len(bench.SHAPES) * len(bench.DTYPES)
+    assert all(r["torch_us"] > 0 and r["ours_us"] > 0 for r in rows)
+    for r in rows:
+        limit = 0.0 if r["dtype"] == "float64" else 1.5 * r["torch_max_abs_err"]
+        assert r["ours_max_abs_err"] <= limit, r
+    assert json.loads((tmp_path / "s.json").read_text())["rows"] == rows
+    assert "| 100 x 500 | float32 |" in capsys.readouterr().out
