@@ -59,8 +59,8 @@ def main(argv: list[str] | None = None) -> dict:
             err_ours = float((softplus(x).double() - ref).abs().max())
             out.append({"shape": list(shape), "dtype": name, "torch_us": t_torch, "ours_us": t_ours,
                         "torch_max_abs_err": err_torch, "ours_max_abs_err": err_ours})
-            rows.append([f"{shape[0]} x {shape[1]}", name, f"{t_torch:,.1f}", f"{t_ours:,.1f}", f"{t_torch / t_ours:.2f}",
-                         f"{err_torch:.2g}", f"{err_ours:.2g}"])
+            rows.append([f"{shape[0]} x {shape[1]}", name, f"{t_torch:,.1f}", f"{t_ours:,.1f}",
+                         f"{t_torch / t_ours:.2f}", f"{err_torch:.2g}", f"{err_ours:.2g}"])
     print(f"### softplus on this CPU: torch {torch.__version__}, {torch.get_num_threads()} threads; median of "
           f"{args.repeats} windows\n")
     print(harness.markdown(["shape", "dtype", "F.softplus µs", "dbn.special.softplus µs", "speed-up",

@@ -460,7 +460,7 @@ def test_fast_softplus_keeps_torch_accuracy_without_log1p():
 
 
 def test_fast_softplus_leaves_gradients_and_float64_to_torch():
-    """Under autograd the result and its gradient are F.softplus's (whose backward is sigmoid); float64 is F.softplus."""
+    """Under autograd the result and its gradient are F.softplus's (backward: sigmoid); float64 is F.softplus."""
     x = torch.linspace(-30.0, 30.0, 601, requires_grad=True)
     x_torch = x.detach().clone().requires_grad_()
     softplus(x).sum().backward()
@@ -469,3 +469,14 @@ def test_fast_softplus_leaves_gradients_and_float64_to_torch():
     torch.testing.assert_close(x.grad, torch.sigmoid(x.detach()))
     x64 = torch.linspace(-30.0, 30.0, 601, dtype=torch.float64)
     assert torch.equal(softplus(x64), F.softplus(x64))
+
+
+def test_fast_softplus_is_for_the_cpu_only(monkeypatch):
+    """Off the CPU (here the meta device) F.softplus, one fused kernel on a GPU, is used; on the CPU the fast form."""
+    import dbn.special
+
+    seen = []
+    monkeypatch.setattr(dbn.special.F, "softplus", lambda x: seen.append(x.device.type) or x)
+    softplus(torch.zeros(3, device="meta"))
+    softplus(torch.zeros(3))
+    assert seen == ["meta"]
