@@ -13,8 +13,6 @@ and the largest absolute error of each result against float64 softplus of the sa
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
@@ -27,17 +25,8 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float64": torch
 
 
 def per_call_us(fn, x: torch.Tensor, repeats: int, seconds: float = 0.2) -> float:
-    """Median over ``repeats`` windows of about ``seconds`` each of the mean µs a call."""
-    for _ in range(20):
-        fn(x)
-    times = []
-    for _ in range(repeats):
-        n, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            fn(x)
-            n += 1
-        times.append((time.perf_counter() - start) / n * 1e6)
-    return statistics.median(times)
+    """µs a call of ``fn(x)``: the inverse of harness.median_rate's median calls per second."""
+    return 1e6 / harness.median_rate(lambda _: fn(x), 1.0, "cpu", seconds, repeats)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -14,19 +14,17 @@ from pathlib import Path
 
 import torch
 
-from dbn.data.idx import read_idx
+from dbn.data import IdxDataModule
 from dbn.dbn import DBN
-
-FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path)
     args = parser.parse_args()
-    images = read_idx(FASHION / "t10k-images-idx3-ubyte.gz").reshape(10000, -1)
-    x = torch.from_numpy(images).float() / 255
-    y = torch.from_numpy(read_idx(FASHION / "t10k-labels-idx1-ubyte.gz")).long()
+    data = IdxDataModule(name="fashion_mnist", val_fraction=0.0)
+    data.setup()
+    x, y = data.test_x, data.test_y
     mirrored = x.view(-1, 28, 28).flip(-1).reshape(-1, 784)
     print("| run | test acc | mirror images | both, softmax averaged |\n|---|---|---|---|")
     for run in args.runs:
