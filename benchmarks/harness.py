@@ -118,18 +118,6 @@ def _conf(name: str):
     return OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / name)
 
 
-def fresh_compile_cache() -> None:
-    """Forget the graphs compiled for earlier fits of this process before a compiled fit.
-
-    Dynamo keeps the compiled variants of ``cd_update`` per code object, across fits: each new model and optimizer
-    adds guards, and after ``torch._dynamo.config.recompile_limit`` (8) variants the rest of the benchmark ran the
-    update's later frames eagerly (seen as "hit config.recompile_limit" in the compiled rows). One ``dbn-train`` run
-    compiles for its own layers only; starting each compiled fit from an empty cache measures that, with the
-    compilation itself in the untimed warm-up epoch.
-    """
-    torch._dynamo.reset()
-
-
 def steps_per_batch_default() -> int:
     """``pretrain.steps_per_batch`` of conf/pretrain/default.yaml: the updates per Lightning batch a user gets."""
     return int(_conf("pretrain/default.yaml").steps_per_batch)
@@ -151,8 +139,6 @@ def lightning_run(x: Tensor, hidden: int, batch: int, epochs: int, seed: int = 0
     from dbn.training.rbm_module import RBMModule
 
     torch.manual_seed(seed)
-    if compile:
-        fresh_compile_cache()
     steps = steps_per_batch_default() if steps_per_batch is None else steps_per_batch
     module = RBMModule(RBM(x.shape[1], hidden), epochs=epochs, log_prefix="bench", batch_size=batch,
                        steps_per_batch=steps, compile=compile)
@@ -201,13 +187,14 @@ def plain_run(x: Tensor, hidden: int, batch: int, epochs: int, seed: int = 0, pr
     are measured on one update in ``steps_per_batch``, as RBMModule measures them (the config's default). ``autograd=True`` is the formulation before
     issue 14, kept as a reference row: the free-energy surrogate ``cd_loss`` and ``backward`` (bf16 under
     ``torch.autocast`` without its cast cache, as Lightning's plugin runs it), then torch's SGD step.
-    ``compiled=True`` runs ``cd_update`` through ``torch.compile`` (inductor), as ``RBMModule(compile=True)``.
+    ``compiled=True`` runs ``dbn.update.compiled_cd_update()`` (inductor), as ``RBMModule(compile=True)``: each
+    compiled fit compiles afresh, as a new ``dbn-train`` layer does.
     """
     from dbn.rbm import RBM
     from dbn.sampling import cd_loss, contrastive_divergence
     from dbn.training.rbm_module import squared_error
     from dbn.training.schedules import momentum_at
-    from dbn.update import cd_update
+    from dbn.update import cd_update, compiled_cd_update
 
     torch.manual_seed(seed)
     rbm = RBM(x.shape[1], hidden).to(device)
@@ -218,9 +205,7 @@ def plain_run(x: Tensor, hidden: int, batch: int, epochs: int, seed: int = 0, pr
     device_type = torch.device(device).type
     every = steps_per_batch_default()
 
-    if compiled:
-        fresh_compile_cache()
-    run_update = torch.compile(cd_update) if compiled else cd_update  # as RBMModule(compile=True) does
+    run_update = compiled_cd_update() if compiled else cd_update  # as RBMModule(compile=True) does
 
     def update(v: Tensor, monitor: bool):
         step, loss = run_update(rbm, v, opt, dtype=dtype, monitor=monitor)

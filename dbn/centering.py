@@ -121,13 +121,20 @@ def center_gradient(velocity: Tensor, visible_grad: Tensor, hidden_grad: Tensor,
 
 
 @torch.no_grad()
-def centered_bias_step(rbm: RBM, weight_velocity: Tensor, lr: float, offsets: Offsets) -> None:
+def centered_bias_step(rbm: RBM, weight_velocity: Tensor, lr: float | Tensor, offsets: Offsets) -> None:
     """The part of a centered step that the plain biases get from the weights' step: b += η u_Wᵀλ, c += η u_W μ.
 
-    (After W -= η u_W and the biases' own SGD steps, this keeps b = b_c - Wᵀλ and c = c_c - Wμ.)
+    (After W -= η u_W and the biases' own SGD steps, this keeps b = b_c - Wᵀλ and c = c_c - Wμ.) ``lr`` may be a
+    0-d tensor (the compiled update's).
     """
-    rbm.visible_bias.add_(offsets.hidden.to(weight_velocity) @ weight_velocity, alpha=lr)
-    rbm.hidden_bias.add_(weight_velocity @ offsets.visible.to(weight_velocity), alpha=lr)
+    db = offsets.hidden.to(weight_velocity) @ weight_velocity
+    dc = weight_velocity @ offsets.visible.to(weight_velocity)
+    if isinstance(lr, Tensor):
+        rbm.visible_bias.add_(db * lr)
+        rbm.hidden_bias.add_(dc * lr)
+    else:
+        rbm.visible_bias.add_(db, alpha=lr)
+        rbm.hidden_bias.add_(dc, alpha=lr)
 
 
 @torch.no_grad()

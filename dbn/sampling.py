@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from dbn.draws import uniform
 from dbn.rbm import RBM
 from dbn.special import softplus
 
@@ -305,7 +306,7 @@ def parallel_tempering(rbm: RBM, chains: Tensor, betas: Tensor, k: int = 1,
                 return -bt * bv[rows] - softplus(bt.unsqueeze(-1) * pre[rows]).sum(-1)
 
             log_a = free(lo, b_lo) + free(hi, b_hi) - free(hi, b_lo) - free(lo, b_hi)
-            r = torch.rand(log_a.shape, generator=generator, device=v.device, dtype=v.dtype)
+            r = uniform(log_a, generator)
             swap = torch.log(r) < log_a  # (pairs, n)
             for name, t in (("v", v), ("pre", pre), ("bv", bv)):
                 a, z = t[lo], t[hi]

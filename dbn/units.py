@@ -40,6 +40,7 @@ import re
 import torch
 from torch import Tensor
 
+from dbn.draws import normal, uniform
 from dbn.special import softplus, softplus_integral, softplus_inverse
 
 #: Gaussian visible units refuse data whose features are this far from mean 0, std 1
@@ -134,7 +135,7 @@ class Bernoulli(Units):
         uniform has 8 significant bits, which would round every probability to a coarse grid.
         """
         dtype = torch.promote_types(mean.dtype, torch.float32)
-        r = torch.rand(mean.shape, generator=generator, device=mean.device, dtype=dtype)
+        r = uniform(mean, generator, dtype)
         return r.lt_(mean).to(mean.dtype)  # in place: 1.0 where r < p (no bool tensor, no second allocation)
 
     def log_partition(self, pre: Tensor) -> Tensor:
@@ -193,7 +194,7 @@ class Gaussian(Units):
 
     def sample(self, mean: Tensor, generator: torch.Generator | None = None, log_var: Tensor | None = None) -> Tensor:
         """v = mean + σ ε with ε ~ N(0, 1); σ = exp(z / 2), or 1 without ``log_var``."""
-        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        noise = normal(mean, generator)
         if log_var is None:
             return mean + noise
         return torch.addcmul(mean, noise, torch.exp(0.5 * log_var))
@@ -278,7 +279,7 @@ class ReLU(Units):
     def sample(self, mean: Tensor, generator: torch.Generator | None = None, log_var: Tensor | None = None) -> Tensor:
         """u = max(0, x + sqrt(sigmoid(x)) ε), ε ~ N(0, 1), with x = softplus⁻¹(mean)."""
         x = softplus_inverse(mean)
-        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        noise = normal(mean, generator)
         return torch.addcmul(x, noise, torch.sigmoid(x).sqrt()).clamp_min(0.0)
 
     def log_partition(self, pre: Tensor) -> Tensor:

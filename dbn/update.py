@@ -29,7 +29,10 @@ References:
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable
+from functools import lru_cache, partial
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -54,6 +57,7 @@ def cd_update(
     generator: torch.Generator | None = None,
     monitor: bool = True,
     offsets: Offsets | None = None,
+    compiled_step: Callable[..., tuple[CDStep, Tensor | None]] | None = None,
 ) -> tuple[CDStep, Tensor | None]:
     """One SGD step with momentum on the CD-k (or PCD-k, with ``chains``) gradient of minibatch ``v``.
 
@@ -72,15 +76,58 @@ def cd_update(
         offsets: train the centered RBM with these offsets (:mod:`dbn.centering`): they first follow the batch's
             means (averaged over processes with the gradient), then SGD moves the centered parameters and
             ``rbm`` keeps the equivalent plain ones. None: the plain RBM.
+        compiled_step: set by :func:`compiled_cd_update`; None runs the step eagerly.
 
     Returns:
         (the chain's step, in the compute dtype; the free-energy difference mean F(v_data) - mean F(v_model),
         or None without ``monitor``).
     """
-    groups = _groups(optimizer, rbm)
     if offsets is not None and mask is not None:
         raise ValueError("centering with missing values is not supported: the data's mean offsets would count the "
                          "zero-filled entries; set centering=false")
+    sgd = {name: _SGD(p, _momentum_buffer(optimizer, p), group["lr"], group["momentum"], group["weight_decay"])
+           for name, (p, group) in _groups(optimizer, rbm).items()}
+    step = _cd_step
+    if compiled_step is not None:  # the hyper-parameters as 0-d tensors: a new learning rate changes no guard
+        step = compiled_step
+        sgd = {name: s._replace(lr=_scalar(float(s.lr)), momentum=_scalar(float(s.momentum)),
+                                weight_decay=_scalar(float(s.weight_decay)) if s.weight_decay else None)
+               for name, s in sgd.items()}
+    return step(rbm, v, sgd, k=k, chains=chains, sample_visible=sample_visible, mask=mask, sparsity=sparsity,
+                dtype=dtype, average=average, generator=generator, monitor=monitor, offsets=offsets)
+
+
+def compiled_cd_update() -> Callable[..., tuple[CDStep, Tensor | None]]:
+    """:func:`cd_update` with its step through ``torch.compile`` (inductor fuses the elementwise work).
+
+    The optimizer is read outside the compiled step: the momentum buffers are made before it and the learning
+    rate, momentum and weight decay enter it as 0-d tensors, so a learning-rate schedule and the first update
+    change no guard (read as Python floats, every new learning rate was a recompilation, and dynamo stops
+    compiling a function after 8 of them and runs it eagerly). The chain's random draws take symbolic sizes
+    (:mod:`dbn.draws`), so a short last batch does not fail to compile. Make one per layer.
+    """
+    # dynamo keeps its graphs, and counts recompilations (8 at most), per code object; every call compiles a copy of
+    # the step's code, so that each layer (a module of its own, whose sizes are constants to dynamo) starts afresh
+    step = types.FunctionType(_cd_step.__code__.replace(), _cd_step.__globals__, _cd_step.__name__)
+    return partial(cd_update, compiled_step=torch.compile(step))
+
+
+class _SGD(NamedTuple):
+    """One parameter's SGD state: the parameter, its momentum buffer u, and lr, momentum, weight decay (floats, or
+    0-d float64 tensors in the compiled step; weight decay None there when it is 0)."""
+
+    param: Tensor
+    velocity: Tensor
+    lr: float | Tensor
+    momentum: float | Tensor
+    weight_decay: float | Tensor | None
+
+
+def _cd_step(rbm: RBM, v: Tensor, sgd: dict[str, _SGD], k: int, chains: Tensor | None, sample_visible: bool,
+             mask: Tensor | None, sparsity: Callable[[Tensor], Tensor] | None, dtype: torch.dtype | None,
+             average: Callable[[Tensor], Tensor] | None, generator: torch.Generator | None, monitor: bool,
+             offsets: Offsets | None) -> tuple[CDStep, Tensor | None]:
+    """:func:`cd_update`'s chain, gradient and SGD passes, with the optimizer's state already read into ``sgd``."""
     work = rbm.working_copy(dtype or rbm.weight.dtype)
     dtype = work.weight.dtype
     work_chains = None if chains is None else chains.to(dtype)
@@ -89,13 +136,13 @@ def cd_update(
     if work_chains is not None and work_chains is not chains:
         chains.copy_(work_chains)
     coeffs = None if sparsity is None else sparsity(step.hidden_data)
-    sizes = [p.numel() for p, _ in groups.values()]
+    sizes = [s.param.numel() for s in sgd.values()]
     if offsets is not None:  # the batch's means travel with the gradient, so every process moves its offsets alike
         sizes += [rbm.n_visible, rbm.n_hidden]
     grads = flat = None
     if average is not None or dtype == rbm.weight.dtype:  # one flat tensor of every gradient, the product written in
         flat = torch.empty(sum(sizes), device=rbm.weight.device, dtype=rbm.weight.dtype)
-        grads = _views(flat, sizes, groups)
+        grads = _views(flat, sizes, sgd)
     # mixed precision in one process: the bfloat16 weight gradient goes straight into the float32 momentum below
     grads, fe_diff = cd_gradients(work, step, coeffs, out=grads, monitor=monitor)
     n_means = rbm.n_visible + rbm.n_hidden if offsets is not None else 0
@@ -105,27 +152,40 @@ def cd_update(
             means = flat[-n_means:].copy_(means)
     if average is not None:
         flat = average(flat)
-        grads = _views(flat, sizes, groups)
+        grads = _views(flat, sizes, sgd)
         means = flat[-n_means:] if offsets is not None else None
     if offsets is not None:
         offsets.follow(means[:rbm.n_visible], means[rbm.n_visible:])
-    for name, (p, group) in groups.items():
-        u = _momentum_buffer(optimizer, p)
-        torch.add(grads[name], u, alpha=group["momentum"], out=u)  # u ← μ u + g, one pass
+    for name, (p, u, lr, momentum, weight_decay) in sgd.items():
+        if isinstance(lr, Tensor):  # compiled: the same arithmetic with tensor hyper-parameters (inductor fuses it)
+            u.mul_(momentum).add_(grads[name])
+        else:
+            torch.add(grads[name], u, alpha=momentum, out=u)  # u ← μ u + g, one pass
         if offsets is not None and name == "weight":  # the centered weight gradient: u -= λ G_bᵀ + G_c μᵀ
             center_gradient(u, grads["visible_bias"], grads["hidden_bias"], offsets)
-        if group["weight_decay"]:
-            u.add_(p, alpha=group["weight_decay"])
-        p.add_(u, alpha=-group["lr"])
+        if isinstance(weight_decay, Tensor):
+            u.add_(p * weight_decay)
+        elif weight_decay:
+            u.add_(p, alpha=weight_decay)
+        if isinstance(lr, Tensor):
+            p.sub_(u * lr)
+        else:
+            p.add_(u, alpha=-lr)
     if offsets is not None:
-        weight, group = groups["weight"]
-        centered_bias_step(rbm, optimizer.state[weight]["momentum_buffer"], group["lr"], offsets)
+        centered_bias_step(rbm, sgd["weight"].velocity, sgd["weight"].lr, offsets)
     return step, fe_diff
 
 
-def _views(flat: Tensor, sizes: list[int], groups: dict[str, tuple[Tensor, dict]]) -> dict[str, Tensor]:
+@lru_cache(maxsize=1024)
+def _scalar(x: float) -> Tensor:
+    """A hyper-parameter as a 0-d float64 CPU tensor (the compiled step's input; it broadcasts onto any device),
+    one per value: the step only reads it, and a lookup costs less than making a tensor at every update."""
+    return torch.tensor(x, dtype=torch.float64)
+
+
+def _views(flat: Tensor, sizes: list[int], sgd: dict[str, _SGD]) -> dict[str, Tensor]:
     """Each parameter's gradient as a view of the flat tensor, in its shape (the means that may follow are left out)."""
-    return {name: view.view_as(p) for (name, (p, _)), view in zip(groups.items(), flat.split(sizes))}
+    return {name: view.view_as(s.param) for (name, s), view in zip(sgd.items(), flat.split(sizes))}
 
 
 def _groups(optimizer: torch.optim.SGD, rbm: RBM) -> dict[str, tuple[Tensor, dict]]:

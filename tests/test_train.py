@@ -183,6 +183,20 @@ def test_cli_runs_and_prints_accuracy(tmp_path):
 
 
 @pytest.mark.slow
+def test_compiled_bfloat16_main_job_as_typed(tmp_path):
+    """The speed section's configuration on the main job, as typed: every layer compiles (the 64-256 and 256-256
+    layers differ in width, the digits' last minibatch is short) and nothing falls back to eager."""
+    from tests.conftest import run_as_typed
+
+    job = run_as_typed(["dbn-train", "trainer.precision=bf16-mixed", "pretrain.compile=true"], tmp_path)
+    assert job.returncode == 0, job.stderr[-3000:]
+    assert "recompile_limit" not in job.stderr
+    results = json.loads((job.run_dir / "results.json").read_text())
+    assert len(results["pretrain"]) == 2  # both layers of the main job's 64-256-256 stack
+    assert results["finetune"]["test_acc"] > 0.95  # eager float32: 0.9778 (seed 0)
+
+
+@pytest.mark.slow
 def test_cli_multirun_sweep_gets_one_directory_per_job(tmp_path):
     proc = _cli("-m", "pretrain.lr=0.01,0.05", "finetune=none", *QUICK, f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]

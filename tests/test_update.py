@@ -244,23 +244,40 @@ def test_finetune_epoch_train_metrics_cover_every_step_once():
 
 
 @pytest.mark.slow
-def test_compiled_update_matches_the_eager_update(monkeypatch):
-    """pretrain.compile: torch.compile(cd_update) takes the same steps (float rounding apart) as the eager update.
+def test_compiled_update_matches_the_eager_update_across_layers_schedules_and_short_batches(monkeypatch):
+    """pretrain.compile: the compiled update takes the same steps (float rounding apart) as the eager one, through
+    what a run asks of it: a stack of layers of different widths, a learning rate that changes between batches, a
+    short last minibatch, weight decay and centering.
 
-    Inductor draws its random numbers from its own generator; ``fallback_random`` makes it use torch's, so that
-    both runs see the same chain and the comparison is of the update's arithmetic.
+    Before the fix, the second layer (or a short batch) failed to trace (``torch.rand`` of symbolic sizes), and a
+    learning-rate schedule or a fourth layer exhausted dynamo's recompilation limit, after which it ran eagerly
+    without saying so; here that limit raises. Inductor draws its random numbers from its own generator;
+    ``fallback_random`` makes it use torch's, so that both runs see the same chain.
     """
+    import torch._dynamo.config as dynamo_config
     import torch._inductor.config as inductor_config
+    from torch._dynamo.utils import counters
 
     monkeypatch.setattr(inductor_config, "fallback_random", True)
-    x = (torch.rand(40, 12, generator=torch.Generator().manual_seed(0)) < 0.4).float()
+    monkeypatch.setattr(dynamo_config, "fail_on_recompile_limit_hit", True)
+    widths = [12, 9, 7, 6, 5]
+    x = (torch.rand(37, widths[0], generator=torch.Generator().manual_seed(0)) < 0.4).float()  # 4 x 10 rows: 7 last
     finals = []
     for compiled in (False, True):
-        module = RBMModule(RBM(12, 6, generator=torch.Generator().manual_seed(1)), batch_size=10, steps_per_batch=4,
-                           lr=0.1, momentum=0.5, compile=compiled)
-        torch.manual_seed(3)
-        for _ in range(2):
-            module.training_step((x,), 0)
-        finals.append([p.detach().clone() for p in module.rbm.parameters()])
+        graphs = counters["stats"]["unique_graphs"]
+        params, v = [], x
+        for layer, (n_v, n_h) in enumerate(zip(widths, widths[1:])):
+            rbm = RBM(n_v, n_h, generator=torch.Generator().manual_seed(layer))
+            module = RBMModule(rbm, batch_size=10, steps_per_batch=4, lr=0.1, momentum=0.5, weight_decay=1e-3,
+                               centering=layer == 1, compile=compiled)
+            torch.manual_seed(3)
+            for lr in (0.1, 0.08, 0.06):  # a linear schedule's rates, one per batch of 4 updates
+                module._optimizer().param_groups[0]["lr"] = lr
+                module.training_step((v,), 0)
+            params += [p.detach().clone() for p in module.rbm.parameters()]
+            v = module.rbm.hidden_mean(v).detach()
+        finals.append(params)
+        if compiled:
+            assert counters["stats"]["unique_graphs"] > graphs  # the compiled runs did compile
     for p, q in zip(*finals):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)

@@ -15,7 +15,7 @@ from dbn.rbm import RBM
 from dbn.sampling import geometric_betas, parallel_tempering, sparsity_coefficients
 from dbn.training.distributed import all_ranks_sum, log_synced
 from dbn.training.schedules import LR_SCHEDULES, lr_factor, momentum_at
-from dbn.update import cd_update
+from dbn.update import cd_update, compiled_cd_update
 
 
 class RBMModule(L.LightningModule):
@@ -237,9 +237,9 @@ class RBMModule(L.LightningModule):
         self._swaps = None
 
     def _compiled(self):
-        """``torch.compile(cd_update)``, made once per module (the raw torch optimizer is passed, not Lightning's wrapper)."""
+        """:func:`~dbn.update.compiled_cd_update`, made once per module (the raw torch optimizer is passed to it)."""
         if getattr(self, "_compiled_update", None) is None:
-            self._compiled_update = torch.compile(cd_update)
+            self._compiled_update = compiled_cd_update()
         return self._compiled_update
 
     def _average(self):
