@@ -289,7 +289,8 @@ class RBMModule(L.LightningModule):
             raise DivergenceError(
                 f"{self.prefix}: weights or free energies became NaN or infinite in epoch {self.current_epoch}; "
                 f"lower the learning rate (pretrain.lr, now {self.hparams.lr}) or the momentum; Gaussian visible "
-                f"units also need standardised data (data.scale=standard){_real_valued_hint(self.rbm)}"
+                f"units also need standardised data (data=arrays with data.scale=standard; the image data sets come in "
+                f"[0, 1]){_real_valued_hint(self.rbm)}"
             )
 
     def _persistent_chains(self, v: Tensor) -> Tensor:
