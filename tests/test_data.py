@@ -272,6 +272,20 @@ def test_idx_download_asks_torchvision_for_both_splits_in_root(tmp_path, monkeyp
     assert torch.equal(dm.test_x, scaled(arrays["images_test"]))
 
 
+def test_idx_download_that_fails_offline_is_a_data_error_naming_the_way_out(tmp_path, monkeypatch):
+    """torchvision raises RuntimeError("Error downloading ...") with every mirror's URLError when offline."""
+    import torchvision.datasets
+
+    def offline_mnist(root, train, download):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://ossci-datasets.s3.amazonaws"
+                           ".com/mnist/, got:\n<urlopen error [Errno -2] Name or service not known>\n")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", offline_mnist)
+    dm = IdxDataModule(name="mnist", root=str(tmp_path), download=True)
+    with pytest.raises(DataError, match=r"could not fetch .*Name or service not known.*data.root=FOLDER data.download=false"):
+        dm.prepare_data()
+
+
 # DigitsDataModule -----------------------------------------------------------------------------------------
 def test_digits_module_holds_all_1797_images_with_a_stratified_test_split():
     dm = DigitsDataModule(test_fraction=0.2, val_fraction=0.1, seed=0)

@@ -89,7 +89,15 @@ class IdxDataModule(TensorDataModule):
 
         cls = getattr(tvd, DATASETS[self.name]["torchvision"])
         for train in (True, False):
-            cls(str(self.root), train=train, download=True)
+            try:
+                cls(str(self.root), train=train, download=True)
+            except (RuntimeError, OSError) as e:  # torchvision's "Error downloading ...", or a URLError
+                reason = " ".join(str(e).split())
+                raise DataError(
+                    f"{self.name}: data.download=true could not fetch the idx files into {self.root} ({reason}); "
+                    f"check the internet connection, or copy the four idx files into a folder and set "
+                    f"data.root=FOLDER data.download=false"
+                ) from e
 
     def load(self) -> dict:
         self.prepare_data()
