@@ -398,3 +398,16 @@ def test_readme_sklearn_example_runs():
     assert scope["features"].shape == (1437, 64)
     assert scope["search"].best_params_["rbm__n_components"] in (32, 64)
     assert scope["accuracy"] > 0.9
+
+
+@pytest.mark.parametrize("estimator", [RBMTransformer, DBNClassifier])
+@pytest.mark.parametrize("device, message", [("cuda", "0 usable CUDA"), ("cuda:3", "0 usable CUDA"),
+                                             ("gpu", "0 usable CUDA"), ("cpux", "is not a device")])
+def test_a_device_this_machine_lacks_is_a_value_error_naming_the_parameter_before_fitting(estimator, device, message,
+                                                                                         monkeypatch):
+    """Without the check a missing GPU surfaced as torch's "Found no NVIDIA driver" or Lightning's
+    MisconfigurationException, naming neither the parameter nor the fix."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    x = np.random.default_rng(0).random((20, 6))
+    with pytest.raises(ValueError, match=rf"device={device!r}.*{message}.*'cpu'"):
+        estimator(device=device).fit(x, np.arange(20) % 2)
