@@ -125,6 +125,23 @@ def test_impossible_configs_fail_before_training(tmp_path, override, error, msg,
         run(make_cfg(tmp_path, override))
 
 
+@pytest.mark.parametrize("override", ["trainer.accelerator=gpu", "trainer=gpu", "trainer.accelerator=cuda"])
+def test_a_gpu_trainer_on_a_machine_without_one_fails_before_training_naming_the_key(tmp_path, override, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.setattr(pipeline, "pretrain_layers", lambda *a, **k: pytest.fail("training started"))
+    with pytest.raises(ConfigError, match=r"trainer.accelerator=(gpu|cuda), but torch sees no GPU.*accelerator=cpu"):
+        run(make_cfg(tmp_path, override))
+
+
+def test_lightning_refusing_a_trainer_setting_is_a_config_error(tmp_path, monkeypatch):
+    """A refusal by Lightning's Trainer constructor (a MisconfigurationException; here ``devices=0``) reaches the user
+    as a ConfigError naming ``trainer`` (dbn-train prints it as one line), not as Hydra's instantiation error."""
+    monkeypatch.setattr(pipeline, "pretrain_layers", lambda *a, **k: pytest.fail("training started"))
+    with pytest.raises(ConfigError, match=r"^trainer: "):
+        build.trainer(make_cfg(tmp_path, "trainer.accelerator=cpu", "trainer.devices=0"), "finetune", epochs=1)
+
+
 def _arrays(tmp_path, x, y=None):
     np.save(tmp_path / "x.npy", x)
     args = ["data=arrays", f"data.features={tmp_path / 'x.npy'}"]

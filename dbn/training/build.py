@@ -13,8 +13,10 @@ import math
 from pathlib import Path
 
 import lightning as L
+import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
@@ -52,8 +54,8 @@ def instantiate_checked(node, what: str, **kwargs):
         cause = e.__cause__
         if isinstance(cause, (DataError, ConfigError)):
             raise cause from None
-        if isinstance(cause, (ValueError, TypeError)):
-            raise ConfigError(f"{what}: {cause}") from None
+        if isinstance(cause, (ValueError, TypeError, MisconfigurationException)):
+            raise ConfigError(f"{what}: {' '.join(str(cause).split())}") from None
         raise
 
 
@@ -94,7 +96,17 @@ def check_config(cfg: DictConfig) -> None:
             if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
                 raise ConfigError(f"finetune.{key} must be a number in [0, 1), got {value!r}")
         augment(cfg)
+    check_accelerator(cfg.trainer)
     strategy(cfg)
+
+
+def check_accelerator(t: DictConfig) -> None:
+    """A GPU accelerator needs a GPU torch can see (Lightning's "No supported gpu backend found!" names no key)."""
+    name = str(t.accelerator).lower()
+    mps = name == "gpu" and torch.backends.mps.is_available()
+    if name in ("gpu", "cuda") and not torch.cuda.is_available() and not mps:
+        raise ConfigError(f"trainer.accelerator={t.accelerator}, but torch sees no GPU on this machine; set "
+                          "trainer.accelerator=cpu (or auto, which takes a GPU where there is one)")
 
 
 # --- the model and the data ---------------------------------------------------------------------------
