@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from dbn.device import resolve_device
 from dbn.rundir import RunDir
 
 SPLITS = ("train", "val", "test", "all")
@@ -55,6 +56,7 @@ def layer_features(model, x: Tensor, layer: int = -1, batch_size: int = 4096, pr
 def export_features(run: str | Path, layer: int = -1, split: str = "all", out: str | Path | None = None,
                     batch_size: int = 4096, device: str = "cpu") -> dict:
     """Write the features (float32) and labels of a run's split; returns what was written where."""
+    device = resolve_device(device)
     run = RunDir(run)
     model = run.load_model(map_location=device).eval()
     x, y = split_data(run.load_data(), split)

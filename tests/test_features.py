@@ -91,3 +91,18 @@ def test_registered_as_a_console_script():
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["dbn-features"] == "dbn.cli.features:main"
     assert (ROOT / "conf" / "features.yaml").exists()
+
+
+@pytest.mark.parametrize("device, message", [("cuda", "0 usable CUDA"), ("cuda:1", "0 usable CUDA"),
+                                             ("tpu9", "is not a device")])
+def test_dbn_features_and_dbn_eval_refuse_a_device_this_machine_lacks_with_the_fix(small_run, device, message,
+                                                                                   monkeypatch):
+    """dbn-features / dbn-eval device=cuda on a machine without CUDA failed deep in torch.load ("Attempting to
+    deserialize object on a CUDA device"), as a traceback; now a ValueError, which both commands print as one line."""
+    from dbn.eval.report import evaluate_run
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for call in (lambda: export_features(small_run, split="test", device=device),
+                 lambda: evaluate_run(small_run, n_chains=2, n_betas=10, device=device)):
+        with pytest.raises(ValueError, match=rf"device={device!r}.*{message}.*'cpu'"):
+            call()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from dbn.device import resolve_device
 from dbn.eval.bound import dbn_lower_bound
 from dbn.eval.likelihood import average_log_likelihood, pseudo_log_likelihood
 from dbn.eval.partition import MAX_ENUMERATED_UNITS, ais_log_partition, exact_log_partition
@@ -103,6 +104,7 @@ def evaluate_run(run_dir: str | Path, n_chains: int = 100, n_betas: int = 14500,
     (``bound_samples`` draws from Q(h|v) per test vector, top-layer log Z by AIS). ``raise_args``:
     RAISE's test vectors, chains and temperatures (:data:`RAISE_DEFAULTS` when None).
     """
+    device = resolve_device(device)
     run = RunDir(run_dir)
     dm = run.load_data()
     stack = run.load_model(pretrained=True, map_location=device)

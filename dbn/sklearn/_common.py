@@ -12,6 +12,7 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
+from dbn.device import resolve_device
 from dbn.units import check_probabilities
 
 FLOATS = (np.float64, np.float32)
@@ -20,23 +21,8 @@ CHUNK = 4096  # rows per device batch when mapping a whole data set
 
 # --- shared helpers ---------------------------------------------------------------------------------
 def torch_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` (CUDA when present), ``"gpu"`` (= ``"cuda"``) or any torch device string; ValueError naming the
-    parameter for a string torch does not know or a device this machine does not have."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device("cuda" if device == "gpu" else device)
-    except RuntimeError as e:
-        raise ValueError(f"device={device!r} is not a device: use 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto' "
-                         f"({e})") from None
-    if resolved.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0 or (resolved.index or 0) >= count:
-            raise ValueError(f"device={device!r}, but this machine has {count} usable CUDA device(s); use "
-                             f"device='cpu', or 'auto' to take a GPU where there is one")
-    elif resolved.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device={device!r}, but MPS is not available here; use device='cpu' or 'auto'")
-    return resolved
+    """The estimator's ``device`` parameter as a torch device of this machine (:func:`dbn.device.resolve_device`)."""
+    return resolve_device(device)
 
 
 def torch_seed(rng: np.random.RandomState) -> int:
