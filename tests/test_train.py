@@ -118,11 +118,21 @@ def test_finished_layers_survive_a_later_failure(tmp_path, monkeypatch):
     ("finetune.input_dropout=-0.1", ConfigError, "finetune.input_dropout must be"),
     ("finetune.label_smoothing=half", ConfigError, "finetune.label_smoothing must be"),
     ("data.val_fraction=1.5", DataError, "val_fraction must be in"),
+    ("trainer.precision=bf16-true", ConfigError, "bf16-true stores the weights in 16 bits.*use trainer.precision=bf16-mixed"),
+    ("trainer.precision=16-true", ConfigError, "16-true stores the weights in 16 bits"),
 ])
 def test_impossible_configs_fail_before_training(tmp_path, override, error, msg, monkeypatch):
     monkeypatch.setattr(pipeline, "pretrain_layers", lambda *a, **k: pytest.fail("training started"))
     with pytest.raises(error, match=msg):
         run(make_cfg(tmp_path, override))
+
+
+def test_float64_training_runs_through_every_layer(tmp_path):
+    """trainer.precision=64-true: Lightning fits each layer in float64; the greedy step fed the float32 data to the
+    float64 first layer and stopped the run at the second layer with a dtype TypeError."""
+    results = run(make_cfg(tmp_path, "trainer.precision=64-true"))
+    assert [layer["layer"] for layer in results["pretrain"]] == [0, 1]
+    assert results["finetune"]["test_acc"] > 0.5
 
 
 @pytest.mark.parametrize("override", ["trainer.accelerator=gpu", "trainer=gpu", "trainer.accelerator=cuda"])

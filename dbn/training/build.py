@@ -96,12 +96,24 @@ def check_config(cfg: DictConfig) -> None:
             if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
                 raise ConfigError(f"finetune.{key} must be a number in [0, 1), got {value!r}")
         augment(cfg)
-    check_accelerator(cfg.trainer)
+    check_trainer(cfg.trainer)
     strategy(cfg)
 
 
-def check_accelerator(t: DictConfig) -> None:
-    """A GPU accelerator needs a GPU torch can see (Lightning's "No supported gpu backend found!" names no key)."""
+#: Lightning precisions that keep the weights themselves in 16 bits, and what to use instead
+HALF_WEIGHTS = {"bf16-true": "bf16-mixed", "16-true": "16-mixed or bf16-mixed"}
+
+
+def check_trainer(t: DictConfig) -> None:
+    """What Lightning would accept but cannot run here: weights stored in 16 bits, whose 8 (bfloat16) or 11 (float16)
+    significant bits round away CD's small steps (lr 0.05 x a gradient of 0.002 is 1e-4, under half a bfloat16 ulp
+    of a weight of 0.1); a GPU accelerator without a GPU torch can see (Lightning's "No supported gpu backend found!"
+    names no key)."""
+    precision = str(t.precision)
+    if precision in HALF_WEIGHTS:
+        raise ConfigError(f"trainer.precision={precision} stores the weights in 16 bits, which round away CD's small "
+                          f"updates; use trainer.precision={HALF_WEIGHTS[precision]} (16-bit products on float32 "
+                          "weights)")
     name = str(t.accelerator).lower()
     mps = name == "gpu" and torch.backends.mps.is_available()
     if name in ("gpu", "cuda") and not torch.cuda.is_available() and not mps:

@@ -61,10 +61,11 @@ def layer_schedules(shared: Mapping, per_layer: Mapping | None, n_layers: int) -
 
 @torch.no_grad()
 def hidden_probabilities(rbm: RBM, x: Tensor, batch_size: int = 4096) -> Tensor:
-    """The layer's output for a whole data set (E[h | v], pooled for a pooling conv layer), on ``x``'s device, in
-    batches: the next layer's data."""
+    """The layer's output for a whole data set (E[h | v], pooled for a pooling conv layer), on ``x``'s device and in
+    its dtype, in batches: the next layer's data. (A layer fitted under ``trainer.precision=64-true`` is float64.)"""
     rbm = rbm.to(x.device)
-    return torch.cat([rbm.output(chunk) for chunk in x.split(batch_size)])
+    dtype = rbm.weight.dtype
+    return torch.cat([rbm.output(chunk.to(dtype)).to(x.dtype) for chunk in x.split(batch_size)])
 
 
 def pretrain_layers(
