@@ -120,11 +120,12 @@ def test_finished_layers_survive_a_later_failure(tmp_path, monkeypatch):
     ("data.val_fraction=1.5", DataError, "val_fraction must be in"),
     ("trainer.precision=bf16-true", ConfigError, "bf16-true stores the weights in 16 bits.*use trainer.precision=bf16-mixed"),
     ("trainer.precision=16-true", ConfigError, "16-true stores the weights in 16 bits"),
+    ("finetune/optimizer=lbfgs finetune.centering=true", ConfigError, "L-BFGS's line search does not see"),
 ])
 def test_impossible_configs_fail_before_training(tmp_path, override, error, msg, monkeypatch):
     monkeypatch.setattr(pipeline, "pretrain_layers", lambda *a, **k: pytest.fail("training started"))
     with pytest.raises(error, match=msg):
-        run(make_cfg(tmp_path, override))
+        run(make_cfg(tmp_path, *override.split()))
 
 
 def test_float64_training_runs_through_every_layer(tmp_path):

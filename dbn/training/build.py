@@ -30,7 +30,7 @@ from dbn.rbm import RBM
 from dbn.rundir import RunDir
 from dbn.training.console import StageProgress
 from dbn.training.distributed import resolve_strategy
-from dbn.training.finetune import FineTuneModule
+from dbn.training.finetune import FineTuneModule, check_optimizer
 from dbn.training.pretrain import layer_schedules
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,10 @@ def check_config(cfg: DictConfig) -> None:
             if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
                 raise ConfigError(f"finetune.{key} must be a number in [0, 1), got {value!r}")
         augment(cfg)
+        try:
+            check_optimizer(instantiate_checked(ft.optimizer, "finetune.optimizer"), bool(ft.get("centering")))
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     check_trainer(cfg.trainer)
     strategy(cfg)
 

@@ -16,6 +16,15 @@ from dbn.dbn import DBN
 from dbn.training.distributed import log_synced
 
 
+def check_optimizer(factory: Callable | None, centering: bool) -> None:
+    """ValueError for an optimizer that fine-tuning cannot combine with ``centering``: L-BFGS, whose line search does
+    not see the correction centering makes to each step. ``factory``: an optimizer class, a partial of one, or None."""
+    cls = getattr(factory, "func", factory)
+    if centering and isinstance(cls, type) and issubclass(cls, torch.optim.LBFGS):
+        raise ValueError("finetune.centering corrects each optimizer step, which L-BFGS's line search does not "
+                         "see; use a first-order optimizer (finetune/optimizer=adam) or finetune.centering=false")
+
+
 class FineTuneModule(L.LightningModule):
     """Train a DBN with a head as a feed-forward classifier (cross-entropy).
 
@@ -100,6 +109,7 @@ class FineTuneModule(L.LightningModule):
         self.train_acc, self.val_acc, self.test_acc = (MulticlassAccuracy(n, average="micro") for _ in range(3))
         self.train_loss, self.val_loss, self.test_loss = (MeanMetric() for _ in range(3))
         self.centering = bool(centering)
+        check_optimizer(optimizer, self.centering)
         if self.centering:  # one (mean, scale) pair per layer above the data and for the head; set at the first batch
             for i, (weight, _, n_means) in enumerate(self._centered_layers()):
                 self.register_buffer(f"center_mean_{i}", weight.new_zeros(n_means))
@@ -290,9 +300,7 @@ class FineTuneModule(L.LightningModule):
     def configure_optimizers(self):
         factory = self.optimizer_factory or (lambda params: torch.optim.Adam(params, lr=1e-3, fused=True))
         opt = factory([p for p in self.parameters() if p.requires_grad])
-        if self.centering and isinstance(opt, torch.optim.LBFGS):
-            raise ValueError("finetune.centering corrects each optimizer step, which L-BFGS's line search does not "
-                             "see; use a first-order optimizer (finetune/optimizer=adam) or finetune.centering=false")
+        check_optimizer(type(opt), self.centering)  # a factory that is not a class or partial shows its class only here
         if self.scheduler_factory is None:
             return opt
         return {"optimizer": opt, "lr_scheduler": {"scheduler": self.scheduler_factory(opt), "interval": "epoch"}}
