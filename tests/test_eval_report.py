@@ -72,3 +72,24 @@ def test_rbm_sample_from_noise_and_from_data():
     assert x.shape == (5, 9) and ((x > 0) & (x < 1)).all()
     data = torch.ones(2, 9)
     assert rbm.sample(steps=1, v0=data, generator=g).shape == (2, 9)
+
+
+@pytest.mark.parametrize("case, reason", [
+    ("conv", "written for dense layers; this first layer is convolutional"),
+    ("missing", "missing values"),
+    ("gaussian", "this layer has gaussian visible and 30 bernoulli hidden units"),
+])
+def test_a_layer_without_a_likelihood_says_why(case, reason):
+    """dbn-eval printed one sentence listing every possible reason; now it names the one that applies."""
+    import torch
+
+    from dbn.conv import ConvRBM
+    from dbn.eval.report import rbm_report
+    from dbn.rbm import RBM
+
+    rbm = {"conv": ConvRBM((1, 8, 8), 4, 3), "missing": RBM(64, 8), "gaussian": RBM(64, 30, visible="gaussian")}[case]
+    x = (torch.rand(20, 64, generator=torch.Generator().manual_seed(0)) < 0.5).float()
+    out = rbm_report(rbm, x, x, n_chains=4, n_betas=20, seed=0, missing=case == "missing")
+    assert "test_ll" not in out and reason in out["no_likelihood"]
+    text = format_report({"run_dir": "RUN", "layer0": out})
+    assert f"log-likelihood: not available: {out['no_likelihood']}" in text

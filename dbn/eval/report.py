@@ -81,6 +81,8 @@ def rbm_report(rbm: RBM, train_x: torch.Tensor, test_x: torch.Tensor, n_chains: 
             out[f"{name}_ll"] = ll
             out[f"{name}_ll_low"] = ll + log_z - log_z_high
             out[f"{name}_ll_high"] = ll + log_z - log_z_low
+    else:
+        out["no_likelihood"] = _why_no_likelihood(rbm, missing)
     if is_binary(rbm) and not missing:
         g = torch.Generator().manual_seed(seed)
         out["test_pseudo_ll"] = float(pseudo_log_likelihood(rbm, test_x, generator=g).mean())
@@ -129,6 +131,17 @@ def evaluate_run(run_dir: str | Path, n_chains: int = 100, n_betas: int = 14500,
     return result
 
 
+def _why_no_likelihood(rbm: RBM, missing: bool) -> str:
+    """Why neither AIS nor exact enumeration gave this RBM a log Z."""
+    if missing:
+        return "the data have missing values (a zero-filled row is not a sample of the full visible layer)"
+    if rbm.convolutional:
+        return "AIS and exact log Z are written for dense layers; this first layer is convolutional"
+    return (f"AIS needs binary units and exact log Z Gaussian or binary visible units with at most "
+            f"{MAX_ENUMERATED_UNITS} binary hidden units; this layer has {rbm.visible.name} visible and "
+            f"{rbm.n_hidden} {rbm.hidden.name} hidden units")
+
+
 def format_report(result: dict) -> str:
     r = result["layer0"]
     lines = [f"run: {result['run_dir']}"]
@@ -141,9 +154,7 @@ def format_report(result: dict) -> str:
         lines += [f"  {name} log-likelihood:{pad} {r[f'{name}_ll']:.2f} nats  "
                   f"[{r[f'{name}_ll_low']:.2f}, {r[f'{name}_ll_high']:.2f}]" for name, pad in (("train", ""), ("test", " "))]
     else:
-        lines.append("  log-likelihood: not available for these unit types or for data with missing values (AIS needs "
-                     f"binary units; exact log Z needs Gaussian or binary visible and at most {MAX_ENUMERATED_UNITS} "
-                     "binary hidden units)")
+        lines.append(f"  log-likelihood: not available: {r.get('no_likelihood', 'no log Z for this layer')}")
     if "test_subset_ll_raise" in r:
         lo, hi = r["test_subset_ll_raise"], r["test_subset_ll_ais"]
         lines.append(f"  test log-likelihood bracket, first {r['raise_vectors']} test vectors: "
