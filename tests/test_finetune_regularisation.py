@@ -111,3 +111,18 @@ def test_default_finetune_optimizer_is_fused_adam_with_the_same_updates_as_torch
     assert (nets[0].layers[0].weight - start.layers[0].weight).abs().max() > 1e-3  # 20 steps moved the weights
     for a, b in zip(nets[0].parameters(), nets[1].parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("eps", [0.05, 0.1, 0.5])
+def test_smoothed_targets_give_torchs_label_smoothing_loss_and_gradient(eps):
+    from dbn.training.finetune import smoothed_targets
+
+    logits = torch.randn(32, 7, generator=torch.Generator().manual_seed(1), dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, 7, (32,), generator=torch.Generator().manual_seed(2))
+    ours = F.cross_entropy(logits, smoothed_targets(y, logits, eps))
+    (g_ours,) = torch.autograd.grad(ours, logits)
+    theirs = F.cross_entropy(logits, y, label_smoothing=eps)
+    (g_theirs,) = torch.autograd.grad(theirs, logits)
+    torch.testing.assert_close(ours, theirs)
+    torch.testing.assert_close(g_ours, g_theirs)
+    assert torch.allclose(smoothed_targets(y, logits, eps).sum(1), torch.ones(32, dtype=torch.float64))

@@ -12,12 +12,13 @@ from sklearn.model_selection import train_test_split
 from dbn.sklearn import DBNClassifier
 from dbn.sklearn.classifier import EPOCH_ROWS, _epoch_plan
 
-#: the defaults docs/sklearn.md documents, chosen by experiments/sklearn_defaults (tuning seeds 100-102)
+#: the defaults docs/sklearn.md documents, chosen by experiments/sklearn_defaults (tuning seeds 100-102; label
+#: smoothing on seeds 100-119)
 DEFAULTS = {
     "hidden_layer_sizes": (128, 128), "pretrain": True, "pretrain_epochs": 5, "pretrain_lr": 0.05, "pretrain_k": 1,
     "pretrain_batch_size": 64, "pretrain_momentum": 0.5, "pretrain_final_momentum": 0.9, "pretrain_weight_decay": 2e-4,
     "finetune_epochs": 70, "finetune_lr": 1.5e-2, "finetune_batch_size": 64, "finetune_schedule": "cosine",
-    "dropout": 0.2, "early_stopping": False, "validation_fraction": 0.1, "n_iter_no_change": 10, "device": "cpu",
+    "dropout": 0.2, "label_smoothing": 0.1, "early_stopping": False, "validation_fraction": 0.1, "n_iter_no_change": 10, "device": "cpu",
     "random_state": None, "verbose": 0,
 }
 
@@ -102,3 +103,15 @@ def test_compare_script_pairs_the_methods_by_seed():
     assert "| wine | +0.67 ± 0.33 (2/1/0) |" in compare.paired(rows)
     assert "| wine | +0.67 ± 0.33 (2/1/0) |" in compare.table(rows)
     assert compare.paired([r for r in rows if r["method"] == "MLP()"]) == ""  # nothing to pair with
+
+
+def test_label_smoothing_caps_the_confidence_it_trains_towards():
+    """With smoothing ε over K classes the training target of the true class is 1 - ε + ε/K (0.55 for ε = 0.5,
+    K = 10): the fitted net's probabilities approach it from below instead of 1."""
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:400] / 16, y[:400]
+    confidence = {}
+    for eps in (0.0, 0.5):
+        est = DBNClassifier((32,), pretrain=False, finetune_epochs=40, label_smoothing=eps, random_state=0).fit(X, y)
+        confidence[eps] = est.predict_proba(X).max(1).mean()
+    assert confidence[0.0] > 0.9 and 0.4 < confidence[0.5] < 0.6

@@ -53,6 +53,8 @@ class DBNClassifier(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, Transforme
         finetune_schedule: ``"cosine"`` (the learning rate falls from ``finetune_lr`` towards 0 along half a
             cosine, once a Lightning epoch) or ``"constant"``.
         dropout: dropout on every hidden layer's output while fine-tuning.
+        label_smoothing: fine-tune against targets with this much of each one-hot label spread over all classes
+            (Szegedy et al. 2016); the training loss only (early stopping watches the plain cross-entropy).
         early_stopping: hold out ``validation_fraction`` of the rows (stratified), stop fine-tuning after
             ``n_iter_no_change`` passes without a lower validation cross-entropy, and keep the best weights,
             as ``MLPClassifier(early_stopping=True)`` does (which watches accuracy); pretraining still sees every row.
@@ -89,6 +91,7 @@ class DBNClassifier(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, Transforme
         "finetune_batch_size": [Interval(Integral, 1, None, closed="left")],
         "finetune_schedule": [StrOptions({"constant", "cosine"})],
         "dropout": [Interval(Real, 0, 1, closed="left")],
+        "label_smoothing": [Interval(Real, 0, 1, closed="left")],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
@@ -100,8 +103,8 @@ class DBNClassifier(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, Transforme
     def __init__(self, hidden_layer_sizes=(128, 128), *, pretrain=True, pretrain_epochs=5, pretrain_lr=0.05,
                  pretrain_k=1, pretrain_batch_size=64, pretrain_momentum=0.5, pretrain_final_momentum=0.9,
                  pretrain_weight_decay=2e-4, finetune_epochs=70, finetune_lr=1.5e-2, finetune_batch_size=64,
-                 finetune_schedule="cosine", dropout=0.2, early_stopping=False, validation_fraction=0.1,
-                 n_iter_no_change=10, device="cpu", random_state=None, verbose=0):
+                 finetune_schedule="cosine", dropout=0.2, label_smoothing=0.1, early_stopping=False,
+                 validation_fraction=0.1, n_iter_no_change=10, device="cpu", random_state=None, verbose=0):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.pretrain = pretrain
         self.pretrain_epochs = pretrain_epochs
@@ -116,6 +119,7 @@ class DBNClassifier(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, Transforme
         self.finetune_batch_size = finetune_batch_size
         self.finetune_schedule = finetune_schedule
         self.dropout = dropout
+        self.label_smoothing = label_smoothing
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
@@ -201,7 +205,8 @@ class DBNClassifier(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, Transforme
             callbacks = _early_stopping(patience=math.ceil(self.n_iter_no_change / repeats))
         scheduler = _cosine(epochs) if self.finetune_schedule == "cosine" else None
         module = FineTuneModule(model, optimizer=partial(torch.optim.Adam, lr=self.finetune_lr, fused=True),
-                                scheduler=scheduler, dropout=self.dropout, batch_size=self.finetune_batch_size,
+                                scheduler=scheduler, dropout=self.dropout, label_smoothing=self.label_smoothing,
+                                batch_size=self.finetune_batch_size,
                                 steps_per_batch=STEPS_PER_BATCH)
         loader = batch_loader(x.repeat(repeats, 1), codes.repeat(repeats), batch_size=module.loader_batch_size,
                               shuffle=True)
