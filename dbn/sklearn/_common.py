@@ -1,4 +1,4 @@
-"""What the scikit-learn estimators share: devices, seeds, input checks, rows to tensors and back, quiet Lightning."""
+"""What the scikit-learn estimators share: seeds, input checks, rows to tensors and back, quiet Lightning."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
-from dbn.device import resolve_device
 from dbn.units import check_probabilities
 
 FLOATS = (np.float64, np.float32)
@@ -20,11 +19,6 @@ CHUNK = 4096  # rows per device batch when mapping a whole data set
 
 
 # --- shared helpers ---------------------------------------------------------------------------------
-def torch_device(device: str | torch.device) -> torch.device:
-    """The estimator's ``device`` parameter as a torch device of this machine (:func:`dbn.device.resolve_device`)."""
-    return resolve_device(device)
-
-
 def torch_seed(rng: np.random.RandomState) -> int:
     """One draw from scikit-learn's random state seeds the torch generators of a call."""
     return int(rng.randint(np.iinfo(np.int32).max))

@@ -23,7 +23,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import Tensor
 
 from dbn.dbn import DBN
-from dbn.sklearn._common import FLOATS, check_unit_interval, map_rows, quiet_lightning, tensor, torch_device, torch_seed
+from dbn.device import resolve_device
+from dbn.sklearn._common import FLOATS, check_unit_interval, map_rows, quiet_lightning, tensor, torch_seed
 
 
 #: optimizer steps per Lightning batch in both stages (dbn-train's default: pretrain/finetune.steps_per_batch)
@@ -141,7 +142,7 @@ class DBNClassifier(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, Transforme
         rng = check_random_state(self.random_state)
         seed = torch_seed(rng)
         x, codes = tensor(X).to(torch.float32), torch.as_tensor(codes.reshape(-1), dtype=torch.int64)
-        forked = [] if torch_device(self.device).type == "cpu" else None
+        forked = [] if resolve_device(self.device).type == "cpu" else None
         # the global torch RNG drives Lightning's shuffling and the CD chains: seed it, then put it back
         with quiet_lightning(self.verbose), torch.random.fork_rng(devices=forked):
             torch.manual_seed(seed)
@@ -166,7 +167,7 @@ class DBNClassifier(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, Transforme
     def _trainer(self, epochs: int, callbacks: list | None = None, validate: bool = False):
         import lightning as L
 
-        device = torch_device(self.device) if self.device != "auto" else None
+        device = resolve_device(self.device) if self.device != "auto" else None
         if device is None:
             accelerator, devices = "auto", 1
         elif device.type == "cuda":
@@ -225,7 +226,7 @@ class DBNClassifier(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, Transforme
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=FLOATS)
         check_unit_interval(X)
-        device = torch_device(self.device)
+        device = resolve_device(self.device)
         model = self.dbn_ if device.type == "cpu" else copy.deepcopy(self.dbn_).to(device)
         return map_rows(X, partial(fn, model), torch.float32, device).astype(X.dtype, copy=False)
 

@@ -21,9 +21,10 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import Tensor
 
+from dbn.device import resolve_device
 from dbn.eval.likelihood import pseudo_log_likelihood
 from dbn.rbm import RBM
-from dbn.sklearn._common import CHUNK, FLOATS, TORCH_DTYPES, dense, map_rows, tensor, torch_device, torch_seed
+from dbn.sklearn._common import CHUNK, FLOATS, TORCH_DTYPES, dense, map_rows, tensor, torch_seed
 from dbn.units import Bernoulli
 
 #: p -> a Bernoulli(p) draw of the same shape and dtype
@@ -202,14 +203,14 @@ class RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """An RBM on ``device`` with BernoulliRBM's start: W = rng.normal(0, 0.01) cast to ``dtype``, zero biases."""
         weight = rng.normal(0, 0.01, (self.n_components, n_features)).astype(dtype)
         rbm = RBM(n_features, self.n_components, init_std=0.0).requires_grad_(False)
-        rbm = rbm.to(device=torch_device(self.device), dtype=TORCH_DTYPES[np.dtype(dtype)])
+        rbm = rbm.to(device=resolve_device(self.device), dtype=TORCH_DTYPES[np.dtype(dtype)])
         rbm.weight.copy_(torch.from_numpy(weight))
         self._n_features_out = self.n_components
         return rbm
 
     def _sampler(self, rng: np.random.RandomState) -> Sampler:
         """Draws from ``rng`` itself on the CPU; elsewhere, from a device generator seeded by one draw of ``rng``."""
-        device = torch_device(self.device)
+        device = resolve_device(self.device)
         if device.type == "cpu":
             return numpy_sampler(rng)
         return torch_sampler(torch.Generator(device=device).manual_seed(torch_seed(rng)))
@@ -227,7 +228,7 @@ class RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         weights = np.asarray(self.components_).dtype
         dtype = weights if dtype is None else np.result_type(weights, dtype)
         rbm = RBM(n_features, n_components, init_std=0.0).requires_grad_(False)
-        rbm = rbm.to(device=torch_device(self.device), dtype=TORCH_DTYPES.get(dtype, torch.float64))
+        rbm = rbm.to(device=resolve_device(self.device), dtype=TORCH_DTYPES.get(dtype, torch.float64))
         for param, value in ((rbm.weight, self.components_), (rbm.hidden_bias, self.intercept_hidden_),
                              (rbm.visible_bias, self.intercept_visible_)):
             param.copy_(torch.as_tensor(np.asarray(value)))
