@@ -29,6 +29,7 @@ References:
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -272,9 +273,14 @@ class ConvRBM(RBM):
         return h.reshape(-1, *self.hidden_shape)
 
     # --- conditionals -----------------------------------------------------------------------------------
-    def output(self, v: Tensor) -> Tensor:
-        """What the next layer sees: p(pool on | v), the max-pooled p(h | v), or p(h | v).  -> (batch, n_output)"""
+    def output(self, v: Tensor, norm: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+        """What the next layer sees: p(pool on | v), the max-pooled p(h | v), or p(h | v).  -> (batch, n_output)
+
+        ``norm``: applied to the hidden pre-activations (in the hidden layout, maps outermost) first.
+        """
         pre = self.hidden_pre(v)
+        if norm is not None:
+            pre = norm(pre)
         if self.pooling == "probabilistic":
             return self.hidden.pooled(pre)
         mean = self.hidden.mean(pre)

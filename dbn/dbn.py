@@ -14,7 +14,7 @@ References:
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -144,24 +144,27 @@ class DBN(nn.Module):
 
     # --- recognition (bottom-up) ----------------------------------------------------------------
     def up(self, x: Tensor, n_layers: int | None = None, dropout: float = 0.0,
-           centers: list[Tensor] | None = None) -> Tensor:
+           centers: list[Tensor] | None = None, norms: Sequence[Callable[[Tensor], Tensor]] | None = None) -> Tensor:
         """Propagate E[h | below] through the first ``n_layers`` RBMs (all by default).
 
         Dropout (on each layer's output, only in training mode) is for fine-tuning. With ``centers`` (one
         tensor per layer, broadcastable to its output) a dropped unit takes its center instead of 0:
         h ← μ + dropout(h - μ), dropout of the centered outputs (see ``FineTuneModule(centering=True)``).
+        ``norms`` (one a layer) transform each layer's hidden pre-activations (see ``FineTuneModule(batch_norm=True)``).
         """
         layers = self.layers if n_layers is None else self.layers[:n_layers]
         h = x
         for i, rbm in enumerate(layers):
-            h = rbm.output(h)
+            h = rbm.output(h) if norms is None else rbm.output(h, norms[i])
             if dropout > 0 and self.training:
                 h = _dropout(h, dropout) if centers is None else centers[i] + _dropout(h - centers[i], dropout)
         return h
 
-    def forward(self, x: Tensor, dropout: float = 0.0, centers: list[Tensor] | None = None) -> Tensor:
-        """Class logits if the DBN has a head, else top-layer features (``dropout``, ``centers``: see :meth:`up`)."""
-        h = self.up(x, dropout=dropout, centers=centers)
+    def forward(self, x: Tensor, dropout: float = 0.0, centers: list[Tensor] | None = None,
+                norms: Sequence[Callable[[Tensor], Tensor]] | None = None) -> Tensor:
+        """Class logits if the DBN has a head, else top-layer features (``dropout``, ``centers``, ``norms``: see
+        :meth:`up`)."""
+        h = self.up(x, dropout=dropout, centers=centers, norms=norms)
         return h if self.head is None else self.head(h)
 
     @torch.no_grad()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import numbers
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -132,9 +133,13 @@ class RBM(nn.Module):
         """Size of what the next layer of a stack sees (:meth:`output`): n_hidden."""
         return self.n_hidden
 
-    def output(self, v: Tensor) -> Tensor:
-        """What the next layer of a stack sees: E[h | v] (a convolutional layer may pool it).  -> (batch, n_output)"""
-        return self.hidden_mean(v)
+    def output(self, v: Tensor, norm: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+        """What the next layer of a stack sees: E[h | v] (a convolutional layer may pool it).  -> (batch, n_output)
+
+        ``norm``: applied to the hidden pre-activations first (fine-tuning's batch normalisation).
+        """
+        pre = self.hidden_pre(v)
+        return self.hidden.mean(pre if norm is None else norm(pre))
 
     # --- energies ---------------------------------------------------------------------------
     def energy(self, v: Tensor, h: Tensor) -> Tensor:

@@ -258,7 +258,8 @@ def finetune_module(cfg: DictConfig, net: DBN) -> FineTuneModule:
                           scheduler=instantiate_checked(ft.scheduler, "finetune.scheduler") if ft.scheduler else None,
                           dropout=float(ft.dropout), augment=augment(cfg), input_dropout=float(ft.input_dropout),
                           label_smoothing=float(ft.label_smoothing), batch_size=int(ft.batch_size),
-                          steps_per_batch=int(ft.steps_per_batch), centering=bool(ft.get("centering", False)))
+                          steps_per_batch=int(ft.steps_per_batch), centering=bool(ft.get("centering", False)),
+                          batch_norm=bool(ft.get("batch_norm", False)))
 
 
 def finetune_trainer(cfg: DictConfig, n_train: int, has_val: bool) -> L.Trainer:

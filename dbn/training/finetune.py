@@ -74,6 +74,14 @@ class FineTuneModule(L.LightningModule):
             Fashion-MNIST conv stack (docs/results.md, seed 0): from the pretrained stack 88.58% with dropout 0.2
             (to the mean), flips and shifts against 86.93% without centering, and 90.44% centered without dropout;
             from random init 88.15% centered without dropout against 86.57% (not centered, dropout, flips, shifts).
+        batch_norm: batch normalisation of every layer's hidden pre-activations (Ioffe & Szegedy 2015), per unit
+            for dense layers and per map for convolutional ones, as a reparametrisation for training only. At the
+            first training batch each normalisation is set to the identity on that batch (its scale and shift the
+            standard deviation and mean of the pre-activations, averaged over ranks), so that fine-tuning starts
+            from the stack's own function, pretrained or not; at the end of the fit (:meth:`fold_batch_norm`, called
+            in ``on_fit_end``) each one, with its running statistics, is folded into its layer's weights and hidden
+            biases: W ← s·W, c ← s·c + t with s = γ/√(var + ε), t = β - s·mean. The saved DBN is then the plain
+            bottom-up pass again and computes exactly what the normalised net computed in evaluation mode.
     """
 
     def __init__(
@@ -89,6 +97,7 @@ class FineTuneModule(L.LightningModule):
         batch_size: int | None = None,
         steps_per_batch: int = 1,
         centering: bool = False,
+        batch_norm: bool = False,
     ) -> None:
         super().__init__()
         if dbn.head is None:
@@ -123,6 +132,12 @@ class FineTuneModule(L.LightningModule):
                 self.register_buffer(f"center_mean_{i}", weight.new_zeros(n_means))
                 self.register_buffer(f"center_scale_{i}", weight.new_ones(()))
             self.register_buffer("center_ready", torch.tensor(False))
+        self.batch_norm = bool(batch_norm)
+        if self.batch_norm:  # per hidden unit (dense) or per map (conv); identity until the first batch sets it
+            self.norms = torch.nn.ModuleList(PreactivationNorm(rbm.hidden_shape[0] if rbm.convolutional else rbm.n_hidden)
+                                             for rbm in dbn.layers)
+            self.register_buffer("norms_ready", torch.tensor(False))
+            self.register_buffer("norms_folded", torch.tensor(False))
 
     def setup(self, stage: str) -> None:
         # the feed-forward net uses the weights and hidden biases only; the rest (visible biases,
@@ -149,7 +164,8 @@ class FineTuneModule(L.LightningModule):
             for i, rbm in enumerate(self.dbn.layers):  # a conv layer's means are per map: one per output value
                 mean = self.get_buffer(f"center_mean_{i}")
                 centers.append(mean.repeat_interleave(rbm.n_output // len(mean)) if len(mean) != rbm.n_output else mean)
-        return self.dbn(x, dropout=self.dropout, centers=centers)
+        norms = self.norms if self.batch_norm and not bool(self.norms_folded) else None
+        return self.dbn(x, dropout=self.dropout, centers=centers, norms=norms)
 
     def _loss(self, batch: tuple[Tensor, Tensor], stage: str) -> tuple[Tensor, Tensor]:
         """(cross-entropy, logits) of a batch; training batches are augmented and label-smoothed."""
@@ -239,6 +255,46 @@ class FineTuneModule(L.LightningModule):
             self.get_buffer(f"center_scale_{i}").copy_(torch.where(variance > 1e-12, variance.rsqrt(), 1.0).squeeze())
         self.center_ready.fill_(True)
 
+    # --- batch normalisation (see the class docstring) -------------------------------------------------------
+    @torch.no_grad()
+    def _start_batch_norm(self, x: Tensor) -> None:
+        """Set each normalisation to the identity on ``x``: scale and shift (and running statistics) the standard
+        deviation and mean of its layer's pre-activations, measured through the un-normalised stack, over all ranks."""
+        stats, h = [], x
+        for rbm, norm in zip(self.dbn.layers, self.norms):
+            pre = rbm.hidden_pre(h).view(len(h), norm.num_features, -1)
+            pre = pre.to(torch.promote_types(pre.dtype, torch.float32))  # statistics in float32 at least
+            stats += [pre.mean((0, 2)), pre.square().mean((0, 2))]
+            h = rbm.output(h)
+        flat = torch.cat(stats)
+        if self._trainer is not None and self.trainer.world_size > 1:
+            flat = self.trainer.strategy.reduce(flat, reduce_op="mean")
+        parts = flat.split([len(stat) for stat in stats])
+        for norm, mean, square in zip(self.norms, parts[::2], parts[1::2]):
+            variance = (square - mean * mean).clamp_min(0.0)
+            norm.running_mean.copy_(mean)
+            norm.running_var.copy_(variance)
+            norm.weight.copy_((variance + norm.eps).sqrt())
+            norm.bias.copy_(mean)
+        self.norms_ready.fill_(True)
+
+    @torch.no_grad()
+    def fold_batch_norm(self) -> None:
+        """Fold each normalisation, as evaluation mode applies it, into its layer: W ← s·W, c ← s·c + t (s, t per
+        hidden unit or map). Afterwards the DBN alone computes what the normalised net did; a no-op without
+        ``batch_norm``, once folded, or before the first batch set the normalisations."""
+        if not self.batch_norm or bool(self.norms_folded) or not bool(self.norms_ready):
+            return
+        for rbm, norm in zip(self.dbn.layers, self.norms):
+            scale = norm.weight / (norm.running_var + norm.eps).sqrt()
+            shift = norm.bias - scale * norm.running_mean
+            rbm.weight.mul_(scale.to(rbm.weight.dtype).view(-1, *[1] * (rbm.weight.dim() - 1)))
+            rbm.hidden_bias.mul_(scale.to(rbm.hidden_bias.dtype)).add_(shift.to(rbm.hidden_bias.dtype))
+        self.norms_folded.fill_(True)
+
+    def on_fit_end(self) -> None:
+        self.fold_batch_norm()
+
     def _center_gradients(self) -> None:
         """Each centered weight's gradient taken on the centered inputs: G - ∂L/∂c ⊗ μ."""
         for i, (weight, bias, _) in enumerate(self._centered_layers()):
@@ -278,6 +334,8 @@ class FineTuneModule(L.LightningModule):
         opt = self.optimizers()
         if self.centering and not self.center_ready:
             self._start_centering(x_all)
+        if self.batch_norm and not self.norms_ready:
+            self._start_batch_norm(x_all)
         loss, seen = None, {}  # the last evaluation of each step, for the epoch metrics
 
         for start in range(0, len(x_all), size):
@@ -314,3 +372,11 @@ class FineTuneModule(L.LightningModule):
         if self.scheduler_factory is None:
             return opt
         return {"optimizer": opt, "lr_scheduler": {"scheduler": self.scheduler_factory(opt), "interval": "epoch"}}
+
+
+class PreactivationNorm(torch.nn.BatchNorm1d):
+    """Batch normalisation of a layer's hidden pre-activations ``(batch, n_hidden)``, per unit of a dense layer or
+    per map of a convolutional one (``num_features`` maps, each the same number of values, maps outermost)."""
+
+    def forward(self, pre: Tensor) -> Tensor:
+        return super().forward(pre.view(len(pre), self.num_features, -1)).view(pre.shape)

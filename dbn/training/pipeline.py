@@ -169,6 +169,7 @@ def finetune(cfg: DictConfig, model: DBN, dm: TensorDataModule, run_dir: RunDir)
             # the saved DBN is the best epoch's, test split or not (Lightning's ckpt_path="best" acts inside test only)
             state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)
             module.load_state_dict(state["state_dict"])
+            module.fold_batch_norm()  # the checkpoint holds the unfolded net (finetune.batch_norm)
         if dm.test_x is not None:
             (test,) = trainer.test(module, datamodule=dm, verbose=False)
             out.update(test_acc=test["finetune/test/acc"], test_loss=test["finetune/test/loss"])
