@@ -1,5 +1,5 @@
-"""Fine-tuning with batch normalisation (FineTuneModule(batch_norm=True), finetune.batch_norm): it starts as the
-identity, normalises per unit or per map, and folds into the plain DBN exactly."""
+"""Fine-tuning with batch normalisation (FineTuneModule(batch_norm=...), finetune.batch_norm): it starts as the
+identity (or standard), normalises per unit or per map, and folds into the plain DBN exactly."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def _perturb(module: FineTuneModule) -> None:
 def test_normalisation_starts_as_the_identity_in_training_and_evaluation_mode(make):
     net = make()
     plain = net(_x(net))
-    module = FineTuneModule(net, batch_norm=True).double()
+    module = FineTuneModule(net, batch_norm="identity").double()
     module._start_batch_norm(_x(net))
     module.eval()  # running statistics: the batch's
     torch.testing.assert_close(module(_x(net)), plain)
@@ -77,7 +77,7 @@ def test_normalisation_starts_as_the_identity_in_training_and_evaluation_mode(ma
 
 @pytest.mark.parametrize("make", NETS.values(), ids=NETS.keys())
 def test_folding_reproduces_the_normalised_net_in_evaluation_mode(make):
-    module = FineTuneModule(make(), batch_norm=True).double().eval()
+    module = FineTuneModule(make(), batch_norm="identity").double().eval()
     _perturb(module)
     x = _x(module.dbn, seed=3)
     normalised = module(x)
@@ -92,7 +92,7 @@ def test_folding_reproduces_the_normalised_net_in_evaluation_mode(make):
 def test_conv_normalisation_is_per_map_over_batch_and_positions():
     """Probabilistic pooling keeps its hidden units in blocks; the statistics must still be each map's."""
     net = _conv("probabilistic")
-    module = FineTuneModule(net, batch_norm=True).double().train()
+    module = FineTuneModule(net, batch_norm="identity").double().train()
     rbm, norm = net.layers[0], module.norms[0]
     with torch.no_grad():
         norm.weight.fill_(1.0)
@@ -108,7 +108,7 @@ def test_fit_trains_the_normalisations_checkpoints_them_and_folds_at_the_end(tmp
     net = DBN([12, 7, 5], n_classes=3)
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(96, 12, generator=g), torch.randint(0, 3, (96,), generator=g)
-    module = FineTuneModule(net, batch_norm=True, batch_size=16, steps_per_batch=2, optimizer=lambda p: torch.optim.Adam(p, lr=0.05))
+    module = FineTuneModule(net, batch_norm="identity", batch_size=16, steps_per_batch=2, optimizer=lambda p: torch.optim.Adam(p, lr=0.05))
     trainer = L.Trainer(max_epochs=3, default_root_dir=tmp_path, accelerator="cpu", logger=False)
     trainer.fit(module, train_dataloaders=batch_loader(x, y, batch_size=module.loader_batch_size, shuffle=True))
     ckpt = torch.load(next(tmp_path.rglob("*.ckpt")), weights_only=False)["state_dict"]
@@ -116,7 +116,7 @@ def test_fit_trains_the_normalisations_checkpoints_them_and_folds_at_the_end(tmp
     assert bool(ckpt["norms_ready"]) and not bool(ckpt["norms_folded"])  # saved mid-fit: unfolded
     assert bool(module.norms_folded)  # on_fit_end folded it
     # the checkpoint's normalised net in evaluation mode is what the folded DBN computes
-    unfolded = FineTuneModule(DBN([12, 7, 5], n_classes=3), batch_norm=True).eval()
+    unfolded = FineTuneModule(DBN([12, 7, 5], n_classes=3), batch_norm="identity").eval()
     unfolded.load_state_dict(ckpt)
     assert not torch.allclose(ckpt["norms.0.weight"], unfolded.dbn.layers[0].hidden_bias.new_ones(7))  # it trained
     with torch.no_grad():
@@ -125,7 +125,7 @@ def test_fit_trains_the_normalisations_checkpoints_them_and_folds_at_the_end(tmp
 
 def test_dbn_train_with_batch_norm_saves_a_plain_dbn_that_reproduces_the_test_accuracy(tmp_path):
     """The best epoch's checkpoint is loaded after the fit (unfolded), folded, tested and saved."""
-    results = run(make_cfg(tmp_path, "finetune.batch_norm=true"))
+    results = run(make_cfg(tmp_path, "finetune.batch_norm=identity"))
     model = DBN.load(tmp_path)
     dm = DigitsDataModule(seed=0)
     dm.setup()
@@ -133,3 +133,28 @@ def test_dbn_train_with_batch_norm_saves_a_plain_dbn_that_reproduces_the_test_ac
     on_disk = json.loads((tmp_path / "results.json").read_text())
     assert acc == pytest.approx(on_disk["finetune"]["test_acc"], abs=1e-6)
     assert results["finetune"]["best_checkpoint"] and acc > 0.5
+
+
+def test_standard_start_is_pytorchs_and_still_folds_exactly():
+    net = _dense()
+    module = FineTuneModule(net, batch_norm="standard").double()
+    module._start_batch_norm(_x(net))
+    for norm in module.norms:
+        assert torch.equal(norm.weight, torch.ones_like(norm.weight)) and torch.equal(norm.bias, torch.zeros_like(norm.bias))
+    module.train()
+    out = module.dbn.layers[0].hidden_pre(_x(net))  # standardised per unit by the first layer's normalisation
+    normalised = module.norms[0](out)
+    torch.testing.assert_close(normalised.mean(0), torch.zeros(7, dtype=torch.float64), atol=1e-12, rtol=0)
+    module.eval()
+    _perturb(module)
+    x = _x(net, seed=4)
+    expected = module(x)
+    module.fold_batch_norm()
+    torch.testing.assert_close(module.dbn(x), expected)
+
+
+@pytest.mark.parametrize("value", [True, "yes", 1])
+def test_batch_norm_takes_identity_standard_or_nothing(value):
+    with pytest.raises(ValueError, match="identity or standard"):
+        FineTuneModule(_dense(), batch_norm=value)
+    assert FineTuneModule(_dense(), batch_norm=False).batch_norm is None

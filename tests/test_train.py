@@ -121,6 +121,7 @@ def test_finished_layers_survive_a_later_failure(tmp_path, monkeypatch):
     ("trainer.precision=bf16-true", ConfigError, "bf16-true stores the weights in 16 bits.*use trainer.precision=bf16-mixed"),
     ("trainer.precision=16-true", ConfigError, "16-true stores the weights in 16 bits"),
     ("finetune/optimizer=lbfgs finetune.centering=true", ConfigError, "L-BFGS's line search does not see"),
+    ("finetune.batch_norm=true", ConfigError, "finetune.batch_norm must be null \\(off\\), identity or standard"),
 ])
 def test_impossible_configs_fail_before_training(tmp_path, override, error, msg, monkeypatch):
     monkeypatch.setattr(pipeline, "pretrain_layers", lambda *a, **k: pytest.fail("training started"))

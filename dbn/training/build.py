@@ -30,7 +30,7 @@ from dbn.rbm import RBM
 from dbn.rundir import RunDir
 from dbn.training.console import StageProgress
 from dbn.training.distributed import resolve_strategy
-from dbn.training.finetune import FineTuneModule, check_optimizer
+from dbn.training.finetune import FineTuneModule, check_batch_norm, check_optimizer
 from dbn.training.pretrain import layer_schedules
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,7 @@ def check_config(cfg: DictConfig) -> None:
         augment(cfg)
         try:
             check_optimizer(instantiate_checked(ft.optimizer, "finetune.optimizer"), bool(ft.get("centering")))
+            check_batch_norm(ft.get("batch_norm"))
         except ValueError as e:
             raise ConfigError(str(e)) from None
     check_trainer(cfg.trainer)
@@ -259,7 +260,7 @@ def finetune_module(cfg: DictConfig, net: DBN) -> FineTuneModule:
                           dropout=float(ft.dropout), augment=augment(cfg), input_dropout=float(ft.input_dropout),
                           label_smoothing=float(ft.label_smoothing), batch_size=int(ft.batch_size),
                           steps_per_batch=int(ft.steps_per_batch), centering=bool(ft.get("centering", False)),
-                          batch_norm=bool(ft.get("batch_norm", False)))
+                          batch_norm=ft.get("batch_norm"))
 
 
 def finetune_trainer(cfg: DictConfig, n_train: int, has_val: bool) -> L.Trainer:
