@@ -1,4 +1,4 @@
-"""Do pretrained conv-RBM filters help a rectified CNN with batch normalisation? A probe, outside the library.
+"""Do pretrained conv-RBM filters help a CNN with batch normalisation? A probe, outside the library.
 
 The net has the recipe's shapes (conv 32x5x5 -> 2x2 max-pool -> conv 64x5x5 -> 2x2 max-pool -> dense 1024-256 ->
 softmax), but every layer is followed by batch normalisation and ReLU instead of the RBMs' sigmoid units and
@@ -9,8 +9,13 @@ carries over is the filters' shapes); ``--init random`` is PyTorch's default ini
 Adam 1e-3 cosine-annealed to 0, batch 100, random left-right flips, the epoch with the best validation accuracy
 tested on the 10,000 test images.
 
+``--act sigmoid``: the RBMs' sigmoid units in place of ReLU (max-pooling then takes the largest probability of a
+block); ``--bn-init preserve`` (with ``--init pretrained``): each batch norm starts as the identity on the first
+5,000 training images (scale and shift their pre-activations' standard deviation and mean), so the net starts as
+the pretrained stack's bottom-up pass; the library's ``finetune.batch_norm=identity`` does this inside dbn-train.
+
 Usage: python experiments/fashion_conv_dbn/relu_bn_probe.py --init pretrained --run RUN_DIR [--epochs 15]
-       [--seed 0] [--json FILE]
+       [--seed 0] [--act relu|sigmoid] [--bn-init default|preserve] [--json FILE]
 """
 
 from __future__ import annotations
@@ -30,14 +35,28 @@ from dbn.data import IdxDataModule
 from dbn.data.augment import augment_images
 
 
-def make_net() -> nn.Sequential:
+def make_net(act: str = "relu") -> nn.Sequential:
+    unit = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid}[act]
     return nn.Sequential(
         nn.Unflatten(1, (1, 28, 28)),
-        nn.Conv2d(1, 32, 5), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 5), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(1, 32, 5), nn.BatchNorm2d(32), unit(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 5), nn.BatchNorm2d(64), unit(), nn.MaxPool2d(2),
         nn.Flatten(),  # (64, 4, 4) in the order of the RBM stack's pooled maps: map, block row, block column
-        nn.Linear(1024, 256), nn.BatchNorm1d(256), nn.ReLU(),
+        nn.Linear(1024, 256), nn.BatchNorm1d(256), unit(),
         nn.Linear(256, 10))
+
+
+@torch.no_grad()
+def preserve_pretrained(net: nn.Sequential, x: torch.Tensor) -> None:
+    """Set each batch norm's scale and shift to the standard deviation and mean of its input on ``x``, so that the
+    net starts as the pretrained stack's bottom-up pass (batch norm in training mode is then near the identity)."""
+    h = x
+    for module in net:
+        if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            dims = (0, 2, 3) if h.dim() == 4 else (0,)
+            module.weight.copy_(h.std(dims))
+            module.bias.copy_(h.mean(dims))
+        h = module(h) if not isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)) else h
 
 
 def load_pretrained(net: nn.Sequential, run: Path) -> None:
@@ -66,6 +85,9 @@ def main() -> None:
     parser.add_argument("--run", type=Path, help="a finished experiment=fashion_mnist_conv run (pretrained init)")
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--seed", type=int, default=0, help="initialisation, shuffling and the split")
+    parser.add_argument("--act", choices=["relu", "sigmoid"], default="relu", help="hidden units (sigmoid: the RBMs')")
+    parser.add_argument("--bn-init", choices=["default", "preserve"], default="default",
+                        help="preserve: batch norm starts as the identity on the data (pretrained init only)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.init == "pretrained" and args.run is None:
@@ -73,9 +95,11 @@ def main() -> None:
     data = IdxDataModule(name="fashion_mnist", val_fraction=5000 / 60000, seed=args.seed)
     data.setup()
     torch.manual_seed(args.seed)
-    net = make_net()
+    net = make_net(args.act)
     if args.init == "pretrained":
         load_pretrained(net, args.run)
+        if args.bn_init == "preserve":
+            preserve_pretrained(net, data.train_x[:5000])
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs)
     history, best, best_state = [], -1.0, None
@@ -99,7 +123,8 @@ def main() -> None:
     test = accuracy(net, data.test_x, data.test_y)
     print(f"{args.init}: best val {best:.4f}, test {test:.4f}")
     if args.json:
-        args.json.write_text(json.dumps({"init": args.init, "run": str(args.run), "seed": args.seed,
+        args.json.write_text(json.dumps({"init": args.init, "run": str(args.run), "seed": args.seed, "act": args.act,
+                                         "bn_init": args.bn_init,
                                          "epochs": args.epochs, "best_val_acc": best, "test_acc": test,
                                          "history": history}, indent=1) + "\n")
 
