@@ -200,7 +200,8 @@ def test_conv_recipe_composes_to_the_reported_settings(tmp_path):
 
     with initialize_config_module("dbn.conf", version_base="1.3"):
         cfg = compose("train", overrides=["experiment=fashion_mnist_conv", f"run_dir={tmp_path}"])
-        baseline = compose("train", overrides=["experiment=fashion_mnist_conv", f"run_dir={tmp_path}", "pretrain=none"])
+        baseline = compose("train", overrides=["experiment=fashion_mnist_conv", f"run_dir={tmp_path}", "pretrain=none",
+                                               "finetune.batch_norm=standard"])  # run.sh's random-init baseline
     assert [dict(layer) for layer in cfg.model.conv] == [
         {"filters": 32, "kernel": 5, "pooling": "probabilistic", "pool": 2},
         {"filters": 64, "kernel": 5, "pooling": "probabilistic", "pool": 2}]
@@ -209,8 +210,10 @@ def test_conv_recipe_composes_to_the_reported_settings(tmp_path):
     assert cfg.pretrain.layers[0].lr == cfg.pretrain.layers[1].lr == 0.002  # conv layers: the rate / positions
     f = cfg.finetune
     assert (f.epochs, f.batch_size, f.dropout, f.optimizer.lr, f.scheduler.T_max) == (15, 100, 0.0, 0.002, 15)
-    assert f.centering and dict(f.augment) == {"hflip": True, "shift": 0}
-    assert not baseline.pretrain.enabled and baseline.finetune == cfg.finetune
+    assert f.batch_norm == "identity" and not f.centering and dict(f.augment) == {"hflip": True, "shift": 0}
+    assert not baseline.pretrain.enabled and baseline.finetune.batch_norm == "standard"
+    assert {k: v for k, v in baseline.finetune.items() if k != "batch_norm"} == {
+        k: v for k, v in cfg.finetune.items() if k != "batch_norm"}
 
 
 @pytest.mark.slow

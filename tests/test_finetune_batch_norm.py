@@ -158,3 +158,16 @@ def test_batch_norm_takes_identity_standard_or_nothing(value):
     with pytest.raises(ValueError, match="identity or standard"):
         FineTuneModule(_dense(), batch_norm=value)
     assert FineTuneModule(_dense(), batch_norm=False).batch_norm is None
+
+
+def test_identity_start_without_pretraining_warns_before_training(tmp_path, caplog):
+    from dbn.training import build
+
+    with caplog.at_level("WARNING", logger="dbn.training.build"):
+        build.check_config(make_cfg(tmp_path, "pretrain=none", "finetune.batch_norm=identity"))
+    assert "use finetune.batch_norm=standard" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="dbn.training.build"):
+        build.check_config(make_cfg(tmp_path, "pretrain=none", "finetune.batch_norm=standard"))
+        build.check_config(make_cfg(tmp_path, "finetune.batch_norm=identity"))
+    assert "batch_norm" not in caplog.text

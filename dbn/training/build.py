@@ -101,6 +101,10 @@ def check_config(cfg: DictConfig) -> None:
             check_batch_norm(ft.get("batch_norm"))
         except ValueError as e:
             raise ConfigError(str(e)) from None
+        if ft.get("batch_norm") == "identity" and not enabled(cfg.get("pretrain")):
+            log.warning("finetune.batch_norm=identity keeps the function of a stack that is not pretrained here "
+                        "(pretrain=none); from random init use finetune.batch_norm=standard (on the Fashion-MNIST conv "
+                        "net the identity start trained in batch statistics but not in running ones)")
     check_trainer(cfg.trainer)
     strategy(cfg)
 
