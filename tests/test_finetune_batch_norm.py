@@ -50,7 +50,7 @@ def _perturb(module: FineTuneModule) -> None:
     """Normalisations far from the identity, as after training."""
     g = torch.Generator().manual_seed(5)
     with torch.no_grad():
-        for norm in module.norms:
+        for norm in module._batch_norms():
             n = norm.num_features
             norm.weight.copy_(torch.rand(n, generator=g, dtype=torch.float64) * 2 + 0.2)
             norm.bias.copy_(torch.randn(n, generator=g, dtype=torch.float64))
@@ -71,7 +71,7 @@ def test_normalisation_starts_as_the_identity_in_training_and_evaluation_mode(ma
     torch.testing.assert_close(module(_x(net)), plain)
     # and it is not a no-op: a normalisation that is not the identity changes the output
     with torch.no_grad():
-        module.norms[0].bias.add_(1.0)
+        module.norms[0].bn.bias.add_(1.0)
     assert not torch.allclose(module(_x(net)), plain)
 
 
@@ -94,13 +94,14 @@ def test_conv_normalisation_is_per_map_over_batch_and_positions():
     net = _conv("probabilistic")
     module = FineTuneModule(net, batch_norm="identity").double().train()
     rbm, norm = net.layers[0], module.norms[0]
+    bn = norm.bn
     with torch.no_grad():
-        norm.weight.fill_(1.0)
-        norm.bias.zero_()
+        bn.weight.fill_(1.0)
+        bn.bias.zero_()
     pre = rbm.hidden_pre(_x(net))
     maps = rbm.hidden_maps(pre)  # (batch, K, H, W)
     mean, var = maps.mean((0, 2, 3), keepdim=True), maps.var((0, 2, 3), unbiased=False, keepdim=True)
-    expected = (maps - mean) / (var + norm.eps).sqrt()
+    expected = (maps - mean) / (var + bn.eps).sqrt()
     torch.testing.assert_close(rbm.hidden_maps(norm(pre)), expected)
 
 
@@ -112,13 +113,13 @@ def test_fit_trains_the_normalisations_checkpoints_them_and_folds_at_the_end(tmp
     trainer = L.Trainer(max_epochs=3, default_root_dir=tmp_path, accelerator="cpu", logger=False)
     trainer.fit(module, train_dataloaders=batch_loader(x, y, batch_size=module.loader_batch_size, shuffle=True))
     ckpt = torch.load(next(tmp_path.rglob("*.ckpt")), weights_only=False)["state_dict"]
-    assert {"norms.0.weight", "norms.1.running_var", "norms_ready", "norms_folded"} <= set(ckpt)
+    assert {"norms.0.bn.weight", "norms.1.bn.running_var", "norms_ready", "norms_folded"} <= set(ckpt)
     assert bool(ckpt["norms_ready"]) and not bool(ckpt["norms_folded"])  # saved mid-fit: unfolded
     assert bool(module.norms_folded)  # on_fit_end folded it
     # the checkpoint's normalised net in evaluation mode is what the folded DBN computes
     unfolded = FineTuneModule(DBN([12, 7, 5], n_classes=3), batch_norm="identity").eval()
     unfolded.load_state_dict(ckpt)
-    assert not torch.allclose(ckpt["norms.0.weight"], unfolded.dbn.layers[0].hidden_bias.new_ones(7))  # it trained
+    assert not torch.allclose(ckpt["norms.0.bn.weight"], unfolded.dbn.layers[0].hidden_bias.new_ones(7))  # it trained
     with torch.no_grad():
         torch.testing.assert_close(module.dbn.eval()(x), unfolded(x), atol=1e-5, rtol=1e-5)
 
@@ -139,7 +140,7 @@ def test_standard_start_is_pytorchs_and_still_folds_exactly():
     net = _dense()
     module = FineTuneModule(net, batch_norm="standard").double()
     module._start_batch_norm(_x(net))
-    for norm in module.norms:
+    for norm in module._batch_norms():
         assert torch.equal(norm.weight, torch.ones_like(norm.weight)) and torch.equal(norm.bias, torch.zeros_like(norm.bias))
     module.train()
     out = module.dbn.layers[0].hidden_pre(_x(net))  # standardised per unit by the first layer's normalisation

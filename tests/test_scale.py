@@ -69,6 +69,22 @@ def test_readme_ddp_command_as_typed_finishes_with_the_default_progress_display(
 
 
 @pytest.mark.slow
+def test_ddp_with_batch_normalised_fine_tuning_keeps_the_ranks_identical(tmp_path):
+    """finetune.batch_norm under DDP: each rank updates the running statistics from its own batches; they are
+    averaged before every validation and before folding, else each rank validated and folded its own (the ranks'
+    parameters differed after fine-tuning)."""
+    job = run_as_typed([*readme_command(DDP), "finetune.batch_norm=identity"], tmp_path, timeout=900, env=_env())
+    assert job.returncode == 0, job.stderr[-3000:]
+    results = json.loads((job.run_dir / "results.json").read_text())
+    assert results["finetune"]["identical_across_ranks"] is True
+    dm = DigitsDataModule(seed=0)
+    dm.setup()
+    acc = (DBN.load(job.run_dir).predict(dm.test_x) == dm.test_y).float().mean().item()
+    assert acc == pytest.approx(results["finetune"]["test_acc"], abs=1e-6) and acc > 0.9
+    assert "Traceback" not in job.stderr
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("bar", ["RichProgressBar", "TQDMProgressBar"])
 def test_ddp_with_lightnings_own_progress_bars(tmp_path, default_job, bar):
     """Lightning's bars read the metrics on rank 0 alone; the modules' values are synced already, so nothing waits."""

@@ -102,7 +102,9 @@ class FineTuneModule(L.LightningModule):
             accuracy at epoch 7 against 89% on its training batches). At the end of the fit (:meth:`fold_batch_norm`, called
             in ``on_fit_end``) each one, with its running statistics, is folded into its layer's weights and hidden
             biases: W ← s·W, c ← s·c + t with s = γ/√(var + ε), t = β - s·mean. The saved DBN is then the plain
-            bottom-up pass again and computes exactly what the normalised net computed in evaluation mode.
+            bottom-up pass again and computes exactly what the normalised net computed in evaluation mode. Under
+            DDP each rank normalises by its own batch's statistics (``trainer.sync_batchnorm=true``: all ranks'),
+            and the running statistics are averaged over ranks before every validation and before folding.
     """
 
     def __init__(
@@ -286,7 +288,7 @@ class FineTuneModule(L.LightningModule):
             self.norms_ready.fill_(True)
             return
         stats, h = [], x
-        for rbm, norm in zip(self.dbn.layers, self.norms):
+        for rbm, norm in zip(self.dbn.layers, self._batch_norms()):
             pre = rbm.hidden_pre(h).view(len(h), norm.num_features, -1)
             pre = pre.to(torch.promote_types(pre.dtype, torch.float32))  # statistics in float32 at least
             stats += [pre.mean((0, 2)), pre.square().mean((0, 2))]
@@ -295,7 +297,7 @@ class FineTuneModule(L.LightningModule):
         if self._trainer is not None and self.trainer.world_size > 1:
             flat = self.trainer.strategy.reduce(flat, reduce_op="mean")
         parts = flat.split([len(stat) for stat in stats])
-        for norm, mean, square in zip(self.norms, parts[::2], parts[1::2]):
+        for norm, mean, square in zip(self._batch_norms(), parts[::2], parts[1::2]):
             variance = (square - mean * mean).clamp_min(0.0)
             norm.running_mean.copy_(mean)
             norm.running_var.copy_(variance)
@@ -310,12 +312,40 @@ class FineTuneModule(L.LightningModule):
         ``batch_norm``, once folded, or before the first batch set the normalisations."""
         if not self.batch_norm or bool(self.norms_folded) or not bool(self.norms_ready):
             return
-        for rbm, norm in zip(self.dbn.layers, self.norms):
+        self._average_running_statistics()
+        for rbm, norm in zip(self.dbn.layers, self._batch_norms()):
             scale = norm.weight / (norm.running_var + norm.eps).sqrt()
             shift = norm.bias - scale * norm.running_mean
             rbm.weight.mul_(scale.to(rbm.weight.dtype).view(-1, *[1] * (rbm.weight.dim() - 1)))
             rbm.hidden_bias.mul_(scale.to(rbm.hidden_bias.dtype)).add_(shift.to(rbm.hidden_bias.dtype))
         self.norms_folded.fill_(True)
+
+    def _batch_norms(self) -> list[torch.nn.modules.batchnorm._BatchNorm]:
+        return [norm.bn for norm in self.norms]
+
+    @torch.no_grad()
+    def _average_running_statistics(self) -> None:
+        """Under DDP, every rank's running means and variances replaced by their average over ranks.
+
+        Each rank updates them from its own batches, and DDP broadcasts buffers only at the first of a loader batch's
+        ``steps_per_batch`` steps, so without this each rank would validate, and fold, its own statistics (the
+        parameters would differ across ranks after folding). The averaged variance is the mean of the ranks'
+        (their means' spread left out, as with DDP's own buffers); ``trainer.sync_batchnorm=true`` computes exact
+        statistics over all ranks' batches instead, where the backend supports it.
+        """
+        if self._trainer is None or self.trainer.world_size <= 1:
+            return
+        norms = self._batch_norms()
+        flat = torch.cat([t for norm in norms for t in (norm.running_mean, norm.running_var)])
+        flat = self.trainer.strategy.reduce(flat, reduce_op="mean")
+        parts = flat.split([n.num_features for n in norms for _ in (0, 1)])
+        for norm, mean, var in zip(norms, parts[::2], parts[1::2]):
+            norm.running_mean.copy_(mean)
+            norm.running_var.copy_(var)
+
+    def on_validation_epoch_start(self) -> None:
+        if self.batch_norm and not bool(self.norms_folded):
+            self._average_running_statistics()  # every rank validates (and checkpoints) the same net
 
     def on_fit_end(self) -> None:
         self.fold_batch_norm()
@@ -399,9 +429,14 @@ class FineTuneModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": self.scheduler_factory(opt), "interval": "epoch"}}
 
 
-class PreactivationNorm(torch.nn.BatchNorm1d):
+class PreactivationNorm(torch.nn.Module):
     """Batch normalisation of a layer's hidden pre-activations ``(batch, n_hidden)``, per unit of a dense layer or
-    per map of a convolutional one (``num_features`` maps, each the same number of values, maps outermost)."""
+    per map of a convolutional one (``n`` maps, each the same number of values, maps outermost): a ``BatchNorm1d``
+    (``.bn``) on the ``(batch, n, positions)`` view, which Lightning's ``sync_batchnorm`` can convert as it is."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.bn = torch.nn.BatchNorm1d(n)
 
     def forward(self, pre: Tensor) -> Tensor:
-        return super().forward(pre.view(len(pre), self.num_features, -1)).view(pre.shape)
+        return self.bn(pre.view(len(pre), self.bn.num_features, -1)).view(pre.shape)
