@@ -150,7 +150,7 @@ class DBN(nn.Module):
         Dropout (on each layer's output, only in training mode) is for fine-tuning. With ``centers`` (one
         tensor per layer, broadcastable to its output) a dropped unit takes its center instead of 0:
         h ← μ + dropout(h - μ), dropout of the centered outputs (see ``FineTuneModule(centering=True)``).
-        ``norms`` (one a layer) transform each layer's hidden pre-activations (see ``FineTuneModule(batch_norm=True)``).
+        ``norms`` (one a layer) transform each layer's hidden pre-activations (see ``FineTuneModule(batch_norm=...)``).
         """
         layers = self.layers if n_layers is None else self.layers[:n_layers]
         h = x

@@ -263,9 +263,7 @@ class FineTuneModule(L.LightningModule):
             h = rbm.output(h)
             maps = h.view(len(h), rbm.output_shape[0], -1) if rbm.convolutional else h.unsqueeze(-1)
             stats += [maps.mean((0, 2)), (h * h).mean().view(1)]
-        flat = torch.cat(stats)
-        if self._trainer is not None and self.trainer.world_size > 1:
-            flat = self.trainer.strategy.reduce(flat, reduce_op="mean")
+        flat = self._mean_over_ranks(torch.cat(stats))
         parts = flat.split([len(stat) for stat in stats])
         for i, (mean, square) in enumerate(zip(parts[::2], parts[1::2])):
             centered = self.get_buffer(f"center_mean_{i}")
@@ -277,6 +275,12 @@ class FineTuneModule(L.LightningModule):
             variance = (square - overall * overall).clamp_min(0.0)
             self.get_buffer(f"center_scale_{i}").copy_(torch.where(variance > 1e-12, variance.rsqrt(), 1.0).squeeze())
         self.center_ready.fill_(True)
+
+    def _mean_over_ranks(self, flat: Tensor) -> Tensor:
+        """``flat`` averaged over the DDP ranks (itself on one process or outside a Trainer)."""
+        if self._trainer is not None and self.trainer.world_size > 1:
+            return self.trainer.strategy.reduce(flat, reduce_op="mean")
+        return flat
 
     # --- batch normalisation (see the class docstring) -------------------------------------------------------
     @torch.no_grad()
@@ -293,9 +297,7 @@ class FineTuneModule(L.LightningModule):
             pre = pre.to(torch.promote_types(pre.dtype, torch.float32))  # statistics in float32 at least
             stats += [pre.mean((0, 2)), pre.square().mean((0, 2))]
             h = rbm.output(h)
-        flat = torch.cat(stats)
-        if self._trainer is not None and self.trainer.world_size > 1:
-            flat = self.trainer.strategy.reduce(flat, reduce_op="mean")
+        flat = self._mean_over_ranks(torch.cat(stats))
         parts = flat.split([len(stat) for stat in stats])
         for norm, mean, square in zip(self._batch_norms(), parts[::2], parts[1::2]):
             variance = (square - mean * mean).clamp_min(0.0)
@@ -336,8 +338,7 @@ class FineTuneModule(L.LightningModule):
         if self._trainer is None or self.trainer.world_size <= 1:
             return
         norms = self._batch_norms()
-        flat = torch.cat([t for norm in norms for t in (norm.running_mean, norm.running_var)])
-        flat = self.trainer.strategy.reduce(flat, reduce_op="mean")
+        flat = self._mean_over_ranks(torch.cat([t for norm in norms for t in (norm.running_mean, norm.running_var)]))
         parts = flat.split([n.num_features for n in norms for _ in (0, 1)])
         for norm, mean, var in zip(norms, parts[::2], parts[1::2]):
             norm.running_mean.copy_(mean)
