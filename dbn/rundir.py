@@ -181,8 +181,16 @@ def config_hash(cfg) -> str:
     cfg = cfg.copy()
     with open_dict(cfg):  # paths derived from the run directory must not count either
         cfg.run_dir, cfg.resume = "<run_dir>", None
-    body = OmegaConf.to_container(cfg, resolve=True)
+    body = _str_keys(OmegaConf.to_container(cfg, resolve=True))
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _str_keys(x):
+    """Every mapping key as a string: ``+pretrain.layers.2.k=5`` beside a YAML ``layers: {0: ...}`` mixes the
+    string key "2" with integer ones, which json's sort_keys cannot order (JSON writes every key as a string)."""
+    if isinstance(x, dict):
+        return {str(k): _str_keys(v) for k, v in x.items()}
+    return [_str_keys(v) for v in x] if isinstance(x, list) else x
 
 
 def config_diff(a: dict, b: dict, prefix: str = "") -> list[str]:

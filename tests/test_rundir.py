@@ -47,6 +47,21 @@ def test_rundir_names_and_loading(tmp_path):
     assert run.read_results() == {"a": 1.5}
 
 
+def test_a_layer_added_on_the_command_line_beside_yaml_layers_hashes_and_applies():
+    """``+pretrain.layers.2.lr=...`` (conf/pretrain's documented form) beside the recipe's YAML ``layers: {0:, 1:}``
+    mixes a string key with integer ones: the config hash used to fail on it (json cannot sort them)."""
+    from hydra import compose, initialize_config_module
+
+    from dbn.rundir import config_hash
+    from dbn.training.build import schedules
+
+    with initialize_config_module("dbn.conf", version_base="1.3"):
+        plain = compose("train", overrides=["experiment=fashion_mnist_conv"])
+        added = compose("train", overrides=["experiment=fashion_mnist_conv", "+pretrain.layers.2.lr=0.005"])
+    assert len(config_hash(added)) == 12 and config_hash(added) != config_hash(plain)
+    assert [s["lr"] for s in schedules(added, 3)] == [0.002, 0.002, 0.005]
+
+
 def test_pretrain_layers_yields_each_layer_before_training_the_next():
     torch.manual_seed(0)
     x = (torch.rand(64, 6) < 0.4).float()
