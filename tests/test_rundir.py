@@ -8,6 +8,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from dbn import DBN
 from dbn.rundir import CONFIG, MODEL, PRETRAINED, PROGRESS, RESULTS, RunDir
@@ -53,13 +54,20 @@ def test_a_layer_added_on_the_command_line_beside_yaml_layers_hashes_and_applies
     from hydra import compose, initialize_config_module
 
     from dbn.rundir import config_hash
-    from dbn.training.build import schedules
+    from dbn.training.build import PRETRAIN_EXTRA, schedules
 
     with initialize_config_module("dbn.conf", version_base="1.3"):
         plain = compose("train", overrides=["experiment=fashion_mnist_conv"])
         added = compose("train", overrides=["experiment=fashion_mnist_conv", "+pretrain.layers.2.lr=0.005"])
+        changed = compose("train", overrides=["experiment=fashion_mnist_conv", "pretrain.layers.0.lr=0.0005"])
     assert len(config_hash(added)) == 12 and config_hash(added) != config_hash(plain)
     assert [s["lr"] for s in schedules(added, 3)] == [0.002, 0.002, 0.005]
+    # the recipe quotes its indices, so the command line's plain override reaches them
+    assert [s["lr"] for s in schedules(changed, 3)] == [0.0005, 0.002, 0.05]
+    # an unquoted YAML index and the command line's string index name one layer twice: refused, naming the fix
+    shared = {k: v for k, v in OmegaConf.to_container(plain.pretrain).items() if k not in PRETRAIN_EXTRA}
+    with pytest.raises(ValueError, match=r"layer 0 is given twice, as 0 and '0'; quote the index in YAML"):
+        layer_schedules(shared, {0: {"lr": 0.1}, "0": {"lr": 0.2}}, 3)
 
 
 def test_pretrain_layers_yields_each_layer_before_training_the_next():

@@ -38,11 +38,16 @@ def layer_schedules(shared: Mapping, per_layer: Mapping | None, n_layers: int) -
         raise ValueError(f"pretrain: unknown keys {unknown}; a layer schedule takes {sorted(SCHEDULE_KEYS)}")
     per_layer = dict(per_layer or {})
     schedules = [dict(shared) for _ in range(n_layers)]
+    seen: dict[int, object] = {}
     for key, override in per_layer.items():
         try:
             i = int(key)
         except (TypeError, ValueError):
             raise ValueError(f"pretrain.layers keys are layer indices 0..{n_layers - 1}, got {key!r}") from None
+        if i in seen:  # a YAML integer key 0 and the command line's string key "0" are two keys to OmegaConf
+            raise ValueError(f"pretrain.layers: layer {i} is given twice, as {seen[i]!r} and {key!r}; quote the "
+                             f"index in YAML ('{i}': {{...}}), so that pretrain.layers.{i}.<key>=... overrides it")
+        seen[i] = key
         if not 0 <= i < n_layers:
             raise ValueError(f"pretrain.layers.{key}: the model has {n_layers} layers (indices 0..{n_layers - 1})")
         bad = sorted(set(override or {}) - set(SCHEDULE_KEYS))
