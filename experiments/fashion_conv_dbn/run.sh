@@ -14,7 +14,7 @@
 # matplotlib for the figure (pip install -e ".[experiments]").
 # Usage: bash experiments/fashion_conv_dbn/run.sh [OUT_DIR] [SEED ...]
 set -euo pipefail
-out=${1:-runs/fashion_conv_dbn_v3}
+out=${1:-runs/fashion_conv_dbn_v4}
 shift || true
 seeds=("$@")
 [ ${#seeds[@]} -eq 0 ] && seeds=(0 1 2)
