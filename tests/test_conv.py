@@ -207,9 +207,9 @@ def test_conv_recipe_composes_to_the_reported_settings(tmp_path):
         {"filters": 64, "kernel": 5, "pooling": "probabilistic", "pool": 2}]
     assert list(cfg.model.hidden) == [256] and cfg.data.name == "fashion_mnist"
     assert cfg.pretrain.epochs == 3 and cfg.pretrain.lr == 0.05
-    assert cfg.pretrain.layers[0].lr == cfg.pretrain.layers[1].lr == 0.002  # conv layers: the rate / positions
+    assert cfg.pretrain.layers["0"].lr == cfg.pretrain.layers["1"].lr == 0.002  # conv layers: the rate / positions
     f = cfg.finetune
-    assert (f.epochs, f.batch_size, f.dropout, f.optimizer.lr, f.scheduler.T_max) == (15, 100, 0.0, 0.002, 15)
+    assert (f.epochs, f.batch_size, f.dropout, f.optimizer.lr, f.scheduler.T_max) == (15, 100, 0.0, 0.004, 15)
     assert f.batch_norm == "identity" and not f.centering and dict(f.augment) == {"hflip": True, "shift": 0}
     assert not baseline.pretrain.enabled and baseline.finetune.batch_norm == "standard"
     assert {k: v for k, v in baseline.finetune.items() if k != "batch_norm"} == {
