@@ -20,10 +20,16 @@ I = c + W ⋆ v, each block is a softmax over its p² units and "all off":
 and the free energy sums log(1 + Σ_block exp(I)) over the blocks in place of softplus over the units. The
 visible conditional is unchanged. The pooling units' probabilities are what the next layer sees.
 
+Noisy rectified hidden units (``hidden="relu"``, Nair & Hinton 2010; :class:`~dbn.units.ReLU`): each map's units
+are the continuum of tied binary units, with mean softplus(I) and log-partition -Li₂(-exp(I)) per unit, so the
+fine-tuned net is a CNN with softplus units; deterministic max-pooling (``pooling="max"``) then passes on the
+largest mean of each block, and the layer above takes ``visible="relu"``.
+
 References:
     Lee, Grosse, Ranganath & Ng (2009), "Convolutional deep belief networks for scalable unsupervised
     learning of hierarchical representations"; Norouzi, Ranjbar & Mori (2009), "Stacks of convolutional
-    restricted Boltzmann machines for shift-invariant feature learning".
+    restricted Boltzmann machines for shift-invariant feature learning"; Nair & Hinton (2010), "Rectified
+    linear units improve restricted Boltzmann machines".
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from torch import Tensor, nn
 
 from dbn.draws import uniform
 from dbn.rbm import RBM
-from dbn.units import Bernoulli, Units, get_units
+from dbn.units import Units, get_units
 
 #: hidden-layer pooling of a ConvRBM: none, probabilistic max-pooling (in the model), deterministic max-pooling
 #: of the hidden probabilities (only in what the next layer sees)
@@ -128,7 +134,10 @@ class ConvRBM(RBM):
         in_shape: (channels, height, width) of the visible maps.
         n_filters: K, the number of hidden maps (filters).
         kernel: side k of the square filters; hidden maps are (H - k + 1) x (W - k + 1).
-        visible: ``"bernoulli"`` or ``"gaussian"`` (unit variance: standardise the data).
+        visible: ``"bernoulli"``, ``"gaussian"`` (unit variance: standardise the data) or ``"relu"`` (the
+            non-negative outputs of a ReLU layer below).
+        hidden: ``"bernoulli"`` or ``"relu"`` (noisy rectified units, :class:`~dbn.units.ReLU`: the maps' mean is
+            softplus of the pre-activations); probabilistic max-pooling is for binary units only.
         pooling: None, ``"probabilistic"`` (max-pooling in the model, Lee et al. 2009) or ``"max"``
             (deterministic max-pooling of the hidden probabilities, only in what the next layer sees).
         pool: the pooling block side p.
@@ -140,7 +149,7 @@ class ConvRBM(RBM):
 
     def __init__(self, in_shape: tuple[int, int, int], n_filters: int, kernel: int, visible: str | Units = "bernoulli",
                  pooling: str | None = None, pool: int = 2, init_std: float = 0.01,
-                 generator: torch.Generator | None = None) -> None:
+                 generator: torch.Generator | None = None, hidden: str | Units = "bernoulli") -> None:
         nn.Module.__init__(self)
         shape = tuple(in_shape)
         if len(shape) != 3 or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1 for s in shape):
@@ -157,13 +166,19 @@ class ConvRBM(RBM):
         if init_std < 0:
             raise ValueError(f"init_std must be >= 0, got {init_std}")
         self.visible = get_units(visible)
-        if self.visible.name not in ("bernoulli", "gaussian"):
-            raise ValueError(f"ConvRBM visible units are bernoulli or gaussian, got {self.visible.name}")
+        if self.visible.name not in ("bernoulli", "gaussian", "relu"):
+            raise ValueError(f"ConvRBM visible units are bernoulli, gaussian or relu, got {self.visible.name}")
+        hidden_units = get_units(hidden)
+        if hidden_units.name not in ("bernoulli", "relu"):
+            raise ValueError(f"ConvRBM hidden units are bernoulli or relu, got {hidden_units.name}")
+        if pooling == "probabilistic" and hidden_units.name != "bernoulli":
+            raise ValueError(f"probabilistic max-pooling is defined for binary hidden units, not {hidden_units.name}; "
+                             "use pooling=max (deterministic max-pooling of the maps' means) or bernoulli hidden units")
         hh, hw = height - kernel + 1, width - kernel + 1
         self.in_shape, self.hidden_shape = (channels, height, width), (int(n_filters), hh, hw)
         self.kernel, self.pooling, self.pool = int(kernel), pooling, int(pool)
         self.n_visible, self.n_hidden = channels * height * width, int(n_filters) * hh * hw
-        self.hidden = ProbMaxPool(int(n_filters), hh, hw, self.pool) if pooling == "probabilistic" else Bernoulli()
+        self.hidden = ProbMaxPool(int(n_filters), hh, hw, self.pool) if pooling == "probabilistic" else hidden_units
         if pooling == "max" and (hh % pool or hw % pool):
             raise ValueError(f"max-pooling of size {pool} needs hidden maps whose sides are multiples of {pool}, got "
                              f"{hh}x{hw}; change the kernel or the pool size")
@@ -175,7 +190,12 @@ class ConvRBM(RBM):
 
     def extra_repr(self) -> str:
         return (f"in_shape={self.in_shape}, hidden_shape={self.hidden_shape}, kernel={self.kernel}, "
-                f"visible={self.visible.name}, pooling={self.pooling}, pool={self.pool}")
+                f"visible={self.visible.name}, hidden={self.hidden_units}, pooling={self.pooling}, pool={self.pool}")
+
+    @property
+    def hidden_units(self) -> str:
+        """The hidden units' type: ``bernoulli`` (also under probabilistic max-pooling) or ``relu``."""
+        return "bernoulli" if self.pooling == "probabilistic" else self.hidden.name
 
     # --- shapes -----------------------------------------------------------------------------------------
     @property

@@ -302,7 +302,7 @@ def layer_spec(rbm: RBM) -> dict:
     """What rebuilds a layer (its sizes and unit types; the tensors are in the state dict)."""
     if rbm.convolutional:
         return {"type": "conv", "in_shape": list(rbm.in_shape), "n_filters": rbm.hidden_shape[0], "kernel": rbm.kernel,
-                "visible": rbm.visible.name, "pooling": rbm.pooling, "pool": rbm.pool}
+                "visible": rbm.visible.name, "hidden": rbm.hidden_units, "pooling": rbm.pooling, "pool": rbm.pool}
     return {"type": "dense", "n_visible": rbm.n_visible, "n_hidden": rbm.n_hidden, "visible": rbm.visible.name,
             "hidden": rbm.hidden.name}
 
@@ -311,7 +311,8 @@ def layer_from_spec(spec: dict) -> RBM:
     """The layer of :func:`layer_spec`, with zero weights."""
     if spec["type"] == "conv":
         return ConvRBM(tuple(spec["in_shape"]), spec["n_filters"], spec["kernel"], visible=spec["visible"],
-                       pooling=spec["pooling"], pool=spec["pool"], init_std=0.0)
+                       pooling=spec["pooling"], pool=spec["pool"], init_std=0.0,
+                       hidden=spec.get("hidden", "bernoulli"))  # files from before ReLU maps have no "hidden"
     return RBM(spec["n_visible"], spec["n_hidden"], visible=spec["visible"], hidden=spec["hidden"], init_std=0.0)
 
 

@@ -15,9 +15,10 @@ from dbn.sampling import cd_gradients, cd_loss, contrastive_divergence
 from dbn.training.rbm_module import RBMModule
 
 
-def _conv(visible="bernoulli", pooling=None, shape=(2, 5, 5), filters=3, kernel=2, seed=0):
+def _conv(visible="bernoulli", pooling=None, shape=(2, 5, 5), filters=3, kernel=2, seed=0, hidden="bernoulli"):
     g = torch.Generator().manual_seed(seed)
-    rbm = ConvRBM(shape, filters, kernel, visible=visible, pooling=pooling, init_std=0.5, generator=g).double()
+    rbm = ConvRBM(shape, filters, kernel, visible=visible, pooling=pooling, init_std=0.5, generator=g,
+                  hidden=hidden).double()
     with torch.no_grad():
         rbm.visible_bias.normal_(0, 0.5, generator=g)
         rbm.hidden_bias.normal_(0, 0.5, generator=g)
@@ -26,7 +27,7 @@ def _conv(visible="bernoulli", pooling=None, shape=(2, 5, 5), filters=3, kernel=
 
 def _toeplitz(conv: ConvRBM) -> RBM:
     """The dense RBM with the conv layer's weight matrix (columns = responses to unit images) and repeated biases."""
-    dense = RBM(conv.n_visible, conv.n_hidden, visible=conv.visible.name, init_std=0.0).double()
+    dense = RBM(conv.n_visible, conv.n_hidden, visible=conv.visible.name, hidden=conv.hidden_units, init_std=0.0).double()
     eye = torch.eye(conv.n_visible, dtype=torch.float64)
     with torch.no_grad():
         c_full = conv.hidden_bias.repeat_interleave(conv.n_hidden // conv.hidden_shape[0])
@@ -36,17 +37,26 @@ def _toeplitz(conv: ConvRBM) -> RBM:
     return dense
 
 
+#: (visible, hidden, pooling) of the layers checked against the dense RBM and autograd: binary maps with and
+#: without probabilistic pooling, and noisy rectified maps (above pixels, and above a ReLU layer below)
+UNITS = [("bernoulli", "bernoulli", None), ("gaussian", "bernoulli", None), ("bernoulli", "bernoulli", "probabilistic"),
+         ("gaussian", "bernoulli", "probabilistic"), ("bernoulli", "relu", None), ("relu", "relu", None),
+         ("gaussian", "relu", None)]
+
+
+def _visible_states(conv: ConvRBM, n: int, g: torch.Generator):
+    v = torch.rand(n, conv.n_visible, generator=g, dtype=torch.float64)
+    return {"bernoulli": (v < 0.5).double(), "relu": 3 * v * (v > 0.3)}.get(conv.visible.name, v)
+
+
 # one channel: the products as matrix products on unfolded patches; two: conv2d (see ConvRBM._unfolded)
 @pytest.mark.parametrize("channels", [1, 2])
-@pytest.mark.parametrize("pooling", [None, "probabilistic"])
-@pytest.mark.parametrize("visible", ["bernoulli", "gaussian"])
-def test_conv_rbm_is_the_dense_rbm_with_the_toeplitz_matrix(visible, pooling, channels):
-    conv = _conv(visible, pooling, shape=(channels, 5, 5))
+@pytest.mark.parametrize(("visible", "hidden", "pooling"), UNITS)
+def test_conv_rbm_is_the_dense_rbm_with_the_toeplitz_matrix(visible, hidden, pooling, channels):
+    conv = _conv(visible, pooling, shape=(channels, 5, 5), hidden=hidden)
     dense = _toeplitz(conv)
     g = torch.Generator().manual_seed(1)
-    v = torch.rand(7, conv.n_visible, generator=g, dtype=torch.float64)
-    if visible == "bernoulli":
-        v = (v < 0.5).double()
+    v = _visible_states(conv, 7, g)
     h = (torch.rand(7, conv.n_hidden, generator=g, dtype=torch.float64) < 0.5).double()
     # pooled hidden units are not the dense layer's independent ones: with pooling only the products must agree
     for name in ("hidden_pre", "hidden_mean", "free_energy") if pooling is None else ("hidden_pre",):
@@ -62,13 +72,10 @@ def test_conv_rbm_is_the_dense_rbm_with_the_toeplitz_matrix(visible, pooling, ch
 
 
 @pytest.mark.parametrize("channels", [1, 2])
-@pytest.mark.parametrize("pooling", [None, "probabilistic"])
-@pytest.mark.parametrize("visible", ["bernoulli", "gaussian"])
-def test_closed_form_cd_gradient_equals_autograd_for_conv_layers(visible, pooling, channels):
-    conv = _conv(visible, pooling, shape=(channels, 5, 5), kernel=2)  # 4x4 hidden maps: 2x2 pooling blocks fit
-    v = torch.rand(6, conv.n_visible, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    if visible == "bernoulli":
-        v = (v < 0.5).double()
+@pytest.mark.parametrize(("visible", "hidden", "pooling"), UNITS)
+def test_closed_form_cd_gradient_equals_autograd_for_conv_layers(visible, hidden, pooling, channels):
+    conv = _conv(visible, pooling, shape=(channels, 5, 5), kernel=2, hidden=hidden)  # 4x4 maps: 2x2 blocks fit
+    v = _visible_states(conv, 6, torch.Generator().manual_seed(2))
     step = contrastive_divergence(conv, v, k=2, generator=torch.Generator().manual_seed(3))
     conv.zero_grad()
     cd_loss(conv, step).backward()
@@ -124,6 +131,22 @@ def test_pooling_shapes_and_errors():
         conv.hidden_pre(torch.rand(5, 63))
 
 
+def test_relu_maps_pool_their_softplus_means_and_refuse_probabilistic_pooling():
+    conv = ConvRBM((1, 8, 8), 4, 3, pooling="max", hidden="relu", init_std=0.5)
+    assert conv.hidden_units == "relu" and "hidden=relu" in repr(conv)
+    v = torch.rand(5, 64)
+    pre = torch.nn.functional.conv2d(v.view(5, 1, 8, 8), conv.weight, conv.hidden_bias)
+    torch.testing.assert_close(conv.output(v), torch.nn.functional.max_pool2d(torch.nn.functional.softplus(pre), 2).flatten(1))
+    h = conv.hidden.sample(conv.hidden_mean(v), torch.Generator().manual_seed(0))
+    assert h.min() >= 0 and (h > 1).any()  # rectified, not binary
+    with pytest.raises(ValueError, match="probabilistic max-pooling is defined for binary hidden units, not relu"):
+        ConvRBM((1, 8, 8), 4, 3, pooling="probabilistic", hidden="relu")
+    with pytest.raises(ValueError, match="hidden units are bernoulli or relu, got gaussian"):
+        ConvRBM((1, 8, 8), 4, 3, hidden="gaussian")
+    with pytest.raises(ValueError, match="values down to -1 but ReLU visible units need values >= 0"):
+        ConvRBM((1, 8, 8), 4, 3, visible="relu").visible.check(-torch.ones(2, 64))
+
+
 def test_rbm_module_trains_a_conv_layer_by_cd(tmp_path):
     """The same RBMModule path as dense layers: bars images, reconstruction error falls, filters move."""
     g = torch.Generator().manual_seed(0)
@@ -176,6 +199,32 @@ def test_dbn_train_model_conv_end_to_end(tmp_path):
     assert {"pretrain/layer0/filters", "pretrain/layer0/hidden_maps", "pretrain/layer0/reconstructions"} <= tags
 
 
+def test_dbn_train_relu_conv_stack_end_to_end(tmp_path):
+    """model.conv with units=relu: each layer above takes relu visible units, the stack saves and reloads as such,
+    and the fine-tuned net's first layer is max-pooled softplus(conv2d)."""
+    from hydra import compose, initialize_config_module
+
+    from dbn import DBN
+    from dbn.training.pipeline import run
+
+    with initialize_config_module("dbn.conf", version_base="1.3"):
+        cfg = compose("train", overrides=[f"run_dir={tmp_path}", "model=conv", "pretrain.epochs=2", "finetune.epochs=8",
+                                          "model.conv=[{filters: 16, kernel: 3, pooling: max, units: relu}]",
+                                          "model.hidden_units=relu", "pretrain.lr=0.01", "finetune.optimizer.lr=0.01",
+                                          "callbacks.pretrain.rbm_tensorboard.gibbs_steps=10"])
+    results = run(cfg)
+    assert results["finetune"]["test_acc"] > 0.5
+    model = DBN.load(tmp_path)
+    conv, dense = model.layers
+    assert (conv.visible.name, conv.hidden_units, dense.visible.name, dense.hidden.name) == ("bernoulli", "relu",
+                                                                                            "relu", "relu")
+    x = torch.rand(5, 64)
+    pre = torch.nn.functional.conv2d(x.view(5, 1, 8, 8), conv.weight, conv.hidden_bias)
+    expected = torch.nn.functional.max_pool2d(torch.nn.functional.softplus(pre), 2).flatten(1)
+    torch.testing.assert_close(model.up(x, n_layers=1), expected)
+    assert torch.isfinite(model.transform(x)).all()
+
+
 def test_model_conv_config_errors_name_the_key(tmp_path):
     from hydra import compose, initialize_config_module
 
@@ -192,6 +241,8 @@ def test_model_conv_config_errors_name_the_key(tmp_path):
         run(cfg("pretrain.persistent=true", "pretrain.sampler=pt", "model.hidden=[16]"))
     with pytest.raises(ConfigError, match=r"conv.0 on 8x8 maps: .*multiples of 2"):
         run(cfg("model.conv=[{filters: 8, kernel: 4}]"))  # 5x5 hidden maps cannot be pooled by 2
+    with pytest.raises(ConfigError, match=r"conv.0 on 8x8 maps: probabilistic max-pooling is defined for binary"):
+        run(cfg("model.conv=[{filters: 8, kernel: 3, units: relu}]"))  # the default pooling is probabilistic
 
 
 def test_conv_recipe_composes_to_the_reported_settings(tmp_path):

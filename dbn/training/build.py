@@ -132,7 +132,7 @@ def check_trainer(t: DictConfig) -> None:
 
 # --- the model and the data ---------------------------------------------------------------------------
 #: keys of one ``model.conv`` entry, with their defaults
-CONV_KEYS = {"filters": None, "kernel": None, "pooling": "probabilistic", "pool": 2}
+CONV_KEYS = {"filters": None, "kernel": None, "pooling": "probabilistic", "pool": 2, "units": "bernoulli"}
 
 
 def conv_specs(cfg: DictConfig) -> list[dict]:
@@ -172,7 +172,10 @@ def model(cfg: DictConfig, n_features: int) -> DBN:
 
 
 def conv_model(convs: list[dict], n_features: int, hidden: list[int], visible: str, units, init_std: float) -> DBN:
-    """Conv RBMs on square one-channel images of ``n_features`` pixels, each on the pooled maps below, then dense RBMs."""
+    """Conv RBMs on square one-channel images of ``n_features`` pixels, each on the pooled maps below, then dense RBMs.
+
+    Each layer's visible units are the unit type of the layer below (``relu`` above ReLU maps or units).
+    """
     try:
         side = image_side(n_features)
     except ValueError:
@@ -180,18 +183,18 @@ def conv_model(convs: list[dict], n_features: int, hidden: list[int], visible: s
     shape, layers = (1, side, side), []
     for i, spec in enumerate(convs):
         try:
-            layers.append(ConvRBM(shape, spec["filters"], spec["kernel"], visible=visible if i == 0 else "bernoulli",
+            layers.append(ConvRBM(shape, spec["filters"], spec["kernel"], visible=visible, hidden=spec["units"],
                                   pooling=spec["pooling"], pool=spec["pool"], init_std=init_std))
         except ValueError as e:
             raise ValueError(f"conv.{i} on {shape[1]}x{shape[2]} maps: {e}") from None
-        shape = layers[-1].output_shape
+        shape, visible = layers[-1].output_shape, layers[-1].hidden_units
     kinds = [units] * len(hidden) if isinstance(units, str) else list(units)
     if len(kinds) != len(hidden):
         raise ValueError(f"hidden_units: got {len(kinds)} for {len(hidden)} dense layers; give one name or one per layer")
     n = layers[-1].n_output
     for size, kind in zip(hidden, kinds):
-        layers.append(RBM(n, int(size), hidden=kind, init_std=init_std))
-        n = int(size)
+        layers.append(RBM(n, int(size), visible=visible, hidden=kind, init_std=init_std))
+        n, visible = int(size), layers[-1].hidden.name
     return DBN.from_layers(layers)
 
 

@@ -98,10 +98,13 @@ def layer_pictures(rbm: RBM, monitor: Tensor | None, n_filters: int = 64, n_imag
 
 
 def hidden_map_grid(rbm, v: Tensor, n_maps: int = 16) -> Tensor:
-    """The first ``n_maps`` hidden maps p(h | v) of a conv layer, a row per input.  v: (n, C·H·W) -> (3, H', W')"""
+    """The first ``n_maps`` hidden maps E[h | v] of a conv layer, a row per input (ReLU maps scaled by their largest
+    value).  v: (n, C·H·W) -> (3, H', W')"""
     maps, h, w = rbm.hidden_shape
     shown = min(maps, n_maps)
     hidden = rbm.hidden_maps(rbm.hidden_mean(v)).reshape(-1, maps, h * w)[:, :shown]
+    if rbm.hidden_units == "relu":  # softplus means: the largest shown is white
+        hidden = hidden / hidden.max().clamp_min(1e-12)
     return image_grid(hidden.reshape(-1, h * w), h, nrow=shown)
 
 
