@@ -263,8 +263,7 @@ class FineTuneModule(L.LightningModule):
             h = rbm.output(h)
             maps = h.view(len(h), rbm.output_shape[0], -1) if rbm.convolutional else h.unsqueeze(-1)
             stats += [maps.mean((0, 2)), (h * h).mean().view(1)]
-        flat = self._mean_over_ranks(torch.cat(stats))
-        parts = flat.split([len(stat) for stat in stats])
+        parts = self._mean_over_ranks(stats)
         for i, (mean, square) in enumerate(zip(parts[::2], parts[1::2])):
             centered = self.get_buffer(f"center_mean_{i}")
             if len(mean) == len(centered):
@@ -276,11 +275,16 @@ class FineTuneModule(L.LightningModule):
             self.get_buffer(f"center_scale_{i}").copy_(torch.where(variance > 1e-12, variance.rsqrt(), 1.0).squeeze())
         self.center_ready.fill_(True)
 
-    def _mean_over_ranks(self, flat: Tensor) -> Tensor:
-        """``flat`` averaged over the DDP ranks (itself on one process or outside a Trainer)."""
-        if self._trainer is not None and self.trainer.world_size > 1:
-            return self.trainer.strategy.reduce(flat, reduce_op="mean")
-        return flat
+    def _several_ranks(self) -> bool:
+        return self._trainer is not None and self.trainer.world_size > 1
+
+    def _mean_over_ranks(self, tensors: list[Tensor]) -> list[Tensor]:
+        """1-d ``tensors`` of one dtype, each averaged over the DDP ranks in one all-reduce of their concatenation
+        (the tensors themselves on one process or outside a Trainer)."""
+        if not self._several_ranks():
+            return list(tensors)
+        flat = self.trainer.strategy.reduce(torch.cat(tensors), reduce_op="mean")
+        return list(flat.split([len(t) for t in tensors]))
 
     # --- batch normalisation (see the class docstring) -------------------------------------------------------
     @torch.no_grad()
@@ -297,8 +301,7 @@ class FineTuneModule(L.LightningModule):
             pre = pre.to(torch.promote_types(pre.dtype, torch.float32))  # statistics in float32 at least
             stats += [pre.mean((0, 2)), pre.square().mean((0, 2))]
             h = rbm.output(h)
-        flat = self._mean_over_ranks(torch.cat(stats))
-        parts = flat.split([len(stat) for stat in stats])
+        parts = self._mean_over_ranks(stats)
         for norm, mean, square in zip(self._batch_norms(), parts[::2], parts[1::2]):
             variance = (square - mean * mean).clamp_min(0.0)
             norm.running_mean.copy_(mean)
@@ -335,11 +338,10 @@ class FineTuneModule(L.LightningModule):
         (their means' spread left out, as with DDP's own buffers); ``trainer.sync_batchnorm=true`` computes exact
         statistics over all ranks' batches instead, where the backend supports it.
         """
-        if self._trainer is None or self.trainer.world_size <= 1:
+        if not self._several_ranks():
             return
         norms = self._batch_norms()
-        flat = self._mean_over_ranks(torch.cat([t for norm in norms for t in (norm.running_mean, norm.running_var)]))
-        parts = flat.split([n.num_features for n in norms for _ in (0, 1)])
+        parts = self._mean_over_ranks([t for norm in norms for t in (norm.running_mean, norm.running_var)])
         for norm, mean, var in zip(norms, parts[::2], parts[1::2]):
             norm.running_mean.copy_(mean)
             norm.running_var.copy_(var)
