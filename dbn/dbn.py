@@ -240,7 +240,7 @@ class DBN(nn.Module):
         """Top-down pass from the states of the top RBM's visible layer to data space (means at the bottom)."""
         if any(rbm.convolutional and rbm.pooling for rbm in self.layers[:-1]):
             raise ValueError("a top-down pass cannot undo pooling: this stack's convolutional layers pool their "
-                             "maps; sample from one layer (ConvRBM.sample) instead")
+                             "maps; sample from one layer instead (dbn-sample layer=0, or model.layers[0].sample(n))")
         for i, rbm in enumerate(reversed(self.layers[:-1])):
             mean = rbm.visible_mean(h)
             bottom = i == len(self.layers) - 2

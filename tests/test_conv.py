@@ -193,6 +193,10 @@ def test_dbn_train_model_conv_end_to_end(tmp_path):
     pre = torch.nn.functional.conv2d(x.view(5, 1, 8, 8), model.layers[0].weight, model.layers[0].hidden_bias)
     block_sum = 4 * torch.nn.functional.avg_pool2d(pre.exp(), 2)
     torch.testing.assert_close(model.up(x, n_layers=1), (1 - 1 / (1 + block_sum)).flatten(1))
+    # the stack cannot be sampled top-down through pooling; its first layer can, and the message says how
+    with pytest.raises(ValueError, match=r"cannot undo pooling.*dbn-sample layer=0"):
+        model.generate(4, steps=2)
+    assert model.layers[0].sample(4, steps=2).shape == (4, 64)
     events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0})
     events.Reload()
     tags = set(events.Tags()["images"])

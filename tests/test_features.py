@@ -36,7 +36,7 @@ def _features_cli(*args):
 
 def test_cli_writes_the_dbns_top_features_and_labels_of_a_split(small_run, tmp_path):
     out = tmp_path / "feats" / "test.npy"
-    proc = _features_cli(f"run={small_run}", "split=test", f"out={out}", "batch_size=50")
+    proc = _features_cli(f"run_dir={small_run}", "split=test", f"out={out}", "batch_size=50")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "wrote features (360, 10)" in proc.stdout
     features, labels = np.load(out), np.load(tmp_path / "feats" / "test_labels.npy")
@@ -66,9 +66,11 @@ def test_default_output_goes_into_the_run(small_run):
 
 
 def test_bad_requests_are_one_line_errors(small_run, tmp_path):
-    proc = _features_cli(f"run={small_run}", "layer=2")
+    proc = _features_cli(f"run={small_run}", "layer=2")  # run=DIR, the older spelling, still names the run
     assert proc.returncode == 2 and "dbn-features: error: layer must be in -2..1" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+    proc = _features_cli()
+    assert proc.returncode == 2 and "no run directory" in proc.stderr and "run_dir=" in proc.stderr, proc.stderr
     with pytest.raises(FileNotFoundError, match="no saved DBN"):
         export_features(tmp_path / "nope")
     with pytest.raises(ValueError, match="split must be one of"):
@@ -106,3 +108,22 @@ def test_dbn_features_and_dbn_eval_refuse_a_device_this_machine_lacks_with_the_f
                  lambda: evaluate_run(small_run, n_chains=2, n_betas=10, device=device)):
         with pytest.raises(ValueError, match=rf"device={device!r}.*{message}.*'cpu'"):
             call()
+
+
+def test_eval_sample_and_features_take_the_run_as_run_dir_or_run():
+    """One spelling for the three readers of a run (dbn-train writes run_dir); run=DIR, the old dbn-features key,
+    works everywhere; a missing or contradictory one is refused with the fix."""
+    from omegaconf import OmegaConf
+
+    from dbn.cli import run_directory
+
+    with initialize_config_module("dbn.conf", version_base="1.3"):
+        for name in ("eval", "sample", "features"):
+            for key in ("run_dir", "run"):
+                assert run_directory(compose(name, overrides=[f"{key}=/r/1"]), "x") == "/r/1"
+            assert run_directory(compose(name, overrides=["run_dir=/r/1", "run=/r/1"]), "x") == "/r/1"
+            with pytest.raises(ValueError, match=f"no run directory: .*dbn-{name} run_dir="):
+                run_directory(compose(name), f"dbn-{name}")
+            with pytest.raises(ValueError, match="name different runs"):
+                run_directory(compose(name, overrides=["run_dir=/r/1", "run=/r/2"]), "x")
+    assert run_directory(OmegaConf.create({"run": "/r/3"}), "x") == "/r/3"

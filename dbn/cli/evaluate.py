@@ -7,13 +7,15 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from dbn.cli import run_directory
+
 
 @hydra.main(version_base="1.3", config_path="pkg://dbn.conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
     from dbn.eval.report import evaluate_run, format_report
 
     try:
-        result = evaluate_run(cfg.run_dir, n_chains=cfg.n_chains, n_betas=cfg.n_betas, seed=cfg.seed, device=cfg.device,
+        result = evaluate_run(run_directory(cfg, "dbn-eval"), n_chains=cfg.n_chains, n_betas=cfg.n_betas, seed=cfg.seed, device=cfg.device,
                               bound_samples=cfg.bound_samples,
                               raise_args={"vectors": cfg.raise_vectors, "chains": cfg.raise_chains, "betas": cfg.raise_betas})
     except (FileNotFoundError, ValueError) as e:

@@ -10,6 +10,7 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
+from dbn.cli import run_directory
 from dbn.rundir import RunDir
 
 
@@ -29,7 +30,7 @@ def save_grid(x: torch.Tensor, path: str | Path, nrow: int | None = None) -> Pat
 @hydra.main(version_base="1.3", config_path="pkg://dbn.conf", config_name="sample")
 def main(cfg: DictConfig) -> None:
     try:
-        run_dir = RunDir(cfg.run_dir)
+        run_dir = RunDir(run_directory(cfg, "dbn-sample"))
         model = run_dir.load_model(pretrained=True)
         g = torch.Generator().manual_seed(int(cfg.seed))
         if cfg.layer is None:  # the DBN: Gibbs in the top RBM, then one top-down pass
