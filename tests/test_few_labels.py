@@ -57,5 +57,10 @@ def test_finetuning_from_another_runs_pretrained_layers(tmp_path, monkeypatch):
     assert results["pretrained_from"] == str(tmp_path / "pre") and results["data"]["n_labelled"] == 100
     assert all(torch.equal(w, rbm.weight) for w, rbm in zip(seen["weights"], source.layers))
     assert seen["n_batches"] == 100
+    # the run keeps the stack it started from, so that it can be the init_from of another run in turn
+    again = DBN.load(tmp_path / "few" / "dbn_pretrained.pt")
+    assert all(torch.equal(a.weight, b.weight) for a, b in zip(again.layers, source.layers))
+    chained = run(make_cfg(tmp_path / "chained", f"pretrain.init_from={tmp_path / 'few'}", "finetune=none"))
+    assert chained["pretrained_from"] == str(tmp_path / "few")
     with pytest.raises(ConfigError, match="init_from=.* holds a .* stack but this run builds"):
         run(make_cfg(tmp_path / "bad", f"pretrain.init_from={tmp_path / 'pre'}", "model.hidden=[32,8]"))

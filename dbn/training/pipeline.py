@@ -79,6 +79,7 @@ def run(cfg: DictConfig) -> dict:
         print_header(cfg, results["data"], model)
         if enabled(cfg.get("pretrain")) and cfg.pretrain.init_from:
             results["pretrain"], results["pretrained_from"] = [], load_pretrained(model, cfg.pretrain.init_from)
+            save(run_dir, model, results, pretrained=True)  # as a pretraining run would: this run can be init_from too
         elif enabled(cfg.get("pretrain")):
             results["pretrain"] = pretrain(cfg, model, dm, run_dir, done, results)
         else:
