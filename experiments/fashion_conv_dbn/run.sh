@@ -5,7 +5,8 @@
 #      stack's function, which a random one does not have);
 #   2. 100 and 1,000 labelled images (10 or 100 a class, drawn with the seed): fine-tuned from the stack of 1
 #      (pretrain.init_from) and from random init, 300 / 100 epochs of batch 32 (1,200 / 3,200 updates, as
-#      experiments/fashion_few_labels), no validation split, the last epoch tested;
+#      experiments/fashion_few_labels), flips and shifts of up to 2 pixels, label smoothing 0.1 (chosen on
+#      validation images with tune_few_labels.py, README), no validation split, the last epoch tested;
 #   3. frozen features: the dense 784-500-500-2000 stack pretrained with the same 3 epochs a layer, and logistic
 #      regression on every layer's features of both stacks (frozen_features.py), with all labels and with the
 #      100 and 1,000 labelled images of step 2.
@@ -14,14 +15,14 @@
 # matplotlib for the figure (pip install -e ".[experiments]").
 # Usage: bash experiments/fashion_conv_dbn/run.sh [OUT_DIR] [SEED ...]
 set -euo pipefail
-out=${1:-runs/fashion_conv_dbn_v4}
+out=${1:-runs/fashion_conv_dbn_v5}
 shift || true
 seeds=("$@")
 [ ${#seeds[@]} -eq 0 ] && seeds=(0 1 2)
 here=experiments/fashion_conv_dbn
 train() { local dir=$1; shift; [ -f "$dir/results.json" ] || dbn-train "$@" hydra.run.dir="$dir"; }
 few=(experiment=fashion_mnist_conv data.val_fraction=0 finetune.batch_size=32 callbacks.finetune.model_checkpoint=null
-     "finetune.augment={hflip:true,shift:0}")
+     "finetune.augment={hflip:true,shift:2}" finetune.label_smoothing=0.1)
 for seed in "${seeds[@]}"; do
   train "$out/dbn/$seed" experiment=fashion_mnist_conv seed="$seed"
   train "$out/baseline/$seed" experiment=fashion_mnist_conv pretrain=none finetune.batch_norm=standard seed="$seed"
