@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -287,3 +288,23 @@ def test_conv_recipe_dry_run_on_tiny_fashion_files(tmp_path):
     assert [layer["n_hidden"] for layer in results["pretrain"]] == [32 * 24 * 24, 64 * 8 * 8, 256]
     assert all(layer["epochs"] == 2 for layer in results["pretrain"])
     assert results["finetune"]["epochs"] == 2 and 0.0 <= results["finetune"]["test_acc"] <= 1.0
+
+
+def test_few_label_tuning_script_builds_run_sh_commands_that_compose(tmp_path, monkeypatch):
+    """experiments/fashion_conv_dbn/tune_few_labels.py: its settings split as typed, and the dbn-train command it
+    builds (run.sh's few-label overrides, a setting's, validation once after the last epoch) composes to them."""
+    from hydra import compose, initialize_config_module
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "experiments" / "fashion_conv_dbn"))
+    import tune_few_labels as tune
+
+    setting = tune.split_overrides("finetune.augment={hflip:true,shift:2},finetune.label_smoothing=0.1")
+    assert setting == ["finetune.augment={hflip:true,shift:2}", "finetune.label_smoothing=0.1"]
+    overrides = [*tune.few_label_args(100), "data.val_fraction=0.0333333", "seed=10", *setting,
+                 "+trainer.check_val_every_n_epoch=300", f"run_dir={tmp_path}"]
+    with initialize_config_module("dbn.conf", version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    f = cfg.finetune
+    assert (f.epochs, f.batch_size, f.label_smoothing, dict(f.augment)) == (300, 32, 0.1, {"hflip": True, "shift": 2})
+    assert cfg.data.labelled == 100 and cfg.data.val_fraction == 0.0333333 and cfg.seed == 10
+    assert cfg.trainer.check_val_every_n_epoch == 300 and cfg.callbacks.finetune.model_checkpoint is None

@@ -15,8 +15,8 @@ def main(cfg: DictConfig) -> None:
     from dbn.eval.report import evaluate_run, format_report
 
     try:
-        result = evaluate_run(run_directory(cfg, "dbn-eval"), n_chains=cfg.n_chains, n_betas=cfg.n_betas, seed=cfg.seed, device=cfg.device,
-                              bound_samples=cfg.bound_samples,
+        result = evaluate_run(run_directory(cfg, "dbn-eval"), n_chains=cfg.n_chains, n_betas=cfg.n_betas,
+                              seed=cfg.seed, device=cfg.device, bound_samples=cfg.bound_samples,
                               raise_args={"vectors": cfg.raise_vectors, "chains": cfg.raise_chains, "betas": cfg.raise_betas})
     except (FileNotFoundError, ValueError) as e:
         print(f"dbn-eval: error: {e}", file=sys.stderr)

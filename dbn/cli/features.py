@@ -17,8 +17,8 @@ from dbn.features import export_features
 @hydra.main(version_base="1.3", config_path="pkg://dbn.conf", config_name="features")
 def main(cfg: DictConfig) -> None:
     try:
-        written = export_features(run_directory(cfg, "dbn-features"), layer=cfg.layer, split=cfg.split, out=cfg.out, batch_size=cfg.batch_size,
-                                  device=cfg.device)
+        written = export_features(run_directory(cfg, "dbn-features"), layer=cfg.layer, split=cfg.split, out=cfg.out,
+                                  batch_size=cfg.batch_size, device=cfg.device)
     except (FileNotFoundError, ValueError) as e:
         print(f"dbn-features: error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -32,8 +32,9 @@ def few_label_args(labels: int) -> list[str]:
     """run.sh's few-label fine-tuning (batch 32, 300 / 100 epochs, flips, no checkpoint selection)."""
     epochs = 300 if labels == 100 else 100
     return ["experiment=fashion_mnist_conv", f"data.labelled={labels}", "finetune.batch_size=32",
-            f"finetune.epochs={epochs}", f"finetune.scheduler.T_max={epochs}", "callbacks.finetune.model_checkpoint=null",
-            "finetune.augment={hflip:true,shift:0}", "trainer.enable_progress_bar=false"]
+            f"finetune.epochs={epochs}", f"finetune.scheduler.T_max={epochs}",
+            "callbacks.finetune.model_checkpoint=null", "finetune.augment={hflip:true,shift:0}",
+            "trainer.enable_progress_bar=false"]
 
 
 def split_overrides(text: str) -> list[str]:
@@ -101,8 +102,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     jobs = [(name, ov, seed) for name, ov in settings.items() for seed in args.seeds]
     with ThreadPoolExecutor(args.jobs) as pool:
         rows = list(pool.map(lambda j: run_one(*j, args), jobs))
-    print(f"| setting ({args.labels} labels, seeds {' '.join(map(str, args.seeds))}) | validation accuracy, mean ± std "
-          f"| per seed |\n|---|---|---|")
+    seeds = " ".join(map(str, args.seeds))
+    print(f"| setting ({args.labels} labels, seeds {seeds}) | validation accuracy, mean ± std | per seed |")
+    print("|---|---|---|")
     for name in settings:
         accs = [100 * r["val_acc"] for r in rows if r["setting"] == name]
         sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
