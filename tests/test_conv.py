@@ -308,3 +308,4 @@ def test_few_label_tuning_script_builds_run_sh_commands_that_compose(tmp_path, m
     assert (f.epochs, f.batch_size, f.label_smoothing, dict(f.augment)) == (300, 32, 0.1, {"hflip": True, "shift": 2})
     assert cfg.data.labelled == 100 and cfg.data.val_fraction == 0.0333333 and cfg.seed == 10
     assert cfg.trainer.check_val_every_n_epoch == 300 and cfg.callbacks.finetune.model_checkpoint is None
+    assert cfg.trainer.enable_progress_bar  # the tuning runs keep the user's default console

@@ -27,21 +27,27 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/: learning_curves.py
+from learning_curves import curve
+
 
 def few_label_args(labels: int) -> list[str]:
-    """run.sh's few-label fine-tuning (batch 32, 300 / 100 epochs, flips, no checkpoint selection)."""
+    """The few-label runs as run.sh had them before this tuning (batch 32, 300 / 100 epochs, flips only, no
+    checkpoint selection): the base that every setting adds its overrides to."""
     epochs = 300 if labels == 100 else 100
     return ["experiment=fashion_mnist_conv", f"data.labelled={labels}", "finetune.batch_size=32",
             f"finetune.epochs={epochs}", f"finetune.scheduler.T_max={epochs}",
-            "callbacks.finetune.model_checkpoint=null", "finetune.augment={hflip:true,shift:0}",
-            "trainer.enable_progress_bar=false"]
+            "callbacks.finetune.model_checkpoint=null", "finetune.augment={hflip:true,shift:0}"]
 
 
 def split_overrides(text: str) -> list[str]:
     """'a=1,b={x:1,y:2}' -> ['a=1', 'b={x:1,y:2}']: commas inside braces or brackets stay."""
     parts, depth, cur = [], 0, ""
     for ch in text:
-        depth += ch in "{[" and 1 or (ch in "}]" and -1 or 0)
+        if ch in "{[":
+            depth += 1
+        elif ch in "}]":
+            depth -= 1
         if ch == "," and depth == 0:
             parts.append(cur)
             cur = ""
@@ -51,18 +57,8 @@ def split_overrides(text: str) -> list[str]:
 
 
 def last_val_acc(run_dir: Path) -> float:
-    """finetune/val/acc at the last logged step of the run's TensorBoard logs."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    values = []
-    for events in sorted((run_dir / "tensorboard").rglob("events.out.tfevents.*")):
-        acc = EventAccumulator(str(events.parent), size_guidance={"scalars": 0})
-        acc.Reload()
-        if "finetune/val/acc" in acc.Tags()["scalars"]:
-            values += [(e.step, e.value) for e in acc.Scalars("finetune/val/acc")]
-    if not values:
-        raise RuntimeError(f"{run_dir}: no finetune/val/acc in its TensorBoard logs")
-    return max(values)[1]
+    """finetune/val/acc after the run's last validation (read by learning_curves.py's reader)."""
+    return float(curve(run_dir)[-1])
 
 
 def run_one(name: str, overrides: list[str], seed: int, args) -> dict:
