@@ -126,3 +126,108 @@ def test_smoothed_targets_give_torchs_label_smoothing_loss_and_gradient(eps):
     torch.testing.assert_close(ours, theirs)
     torch.testing.assert_close(g_ours, g_theirs)
     assert torch.allclose(smoothed_targets(y, logits, eps).sum(1), torch.ones(32, dtype=torch.float64))
+
+
+def _one_sgd_step(module: FineTuneModule) -> tuple[dict, dict]:
+    """(gradients, parameter changes) by name of one optimizer step of ``module`` on a fixed batch."""
+    module.setup("fit")
+    opt = module.configure_optimizers()
+    opt = opt["optimizer"] if isinstance(opt, dict) else opt
+    before = {n: p.detach().clone() for n, p in module.named_parameters()}
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.rand(16, 20, generator=g), torch.randint(0, 4, (16,), generator=g)
+    opt.zero_grad()
+    F.cross_entropy(module(x), y).backward()
+    grads = {n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None}
+    opt.step()
+    module.teardown("fit")
+    return grads, {n: p.detach() - before[n] for n, p in module.named_parameters()}
+
+
+def test_layer_lr_scales_each_layers_step_and_zero_freezes_it():
+    from functools import partial
+
+    lr = 0.1
+    module = _module(optimizer=partial(torch.optim.SGD, lr=lr), layer_lr=[0, 0.5])
+    grads, steps = _one_sgd_step(module)
+    for name in ("dbn.layers.0.weight", "dbn.layers.0.hidden_bias"):
+        assert name not in grads and torch.equal(steps[name], torch.zeros_like(steps[name]))  # frozen: no gradient
+    for name, factor in (("dbn.layers.1.weight", 0.5), ("dbn.layers.1.hidden_bias", 0.5), ("dbn.head.weight", 1.0),
+                         ("dbn.head.bias", 1.0)):
+        assert grads[name].abs().max() > 1e-4  # the check can fail: these gradients are not zero
+        torch.testing.assert_close(steps[name], -lr * factor * grads[name])
+    assert all(p.requires_grad for p in module.dbn.parameters())  # given back after the fit
+
+
+def test_layer_lr_one_number_scales_the_stack_and_the_scheduler_starts_from_the_scaled_rates():
+    from functools import partial
+
+    module = _module(optimizer=partial(torch.optim.Adam, lr=0.01), layer_lr=0.25,
+                     scheduler=partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=10))
+    module.setup("fit")
+    config = module.configure_optimizers()
+    lrs = {id(p): g["lr"] for g in config["optimizer"].param_groups for p in g["params"]}
+    assert lrs[id(module.dbn.layers[0].weight)] == lrs[id(module.dbn.layers[1].hidden_bias)] == pytest.approx(0.0025)
+    assert lrs[id(module.dbn.head.weight)] == pytest.approx(0.01)
+    assert sorted(config["lr_scheduler"]["scheduler"].base_lrs) == pytest.approx([0.0025, 0.01])
+
+
+@pytest.mark.parametrize("value", [[1.0], [1, -0.5], "fast", [1, float("nan")], True])
+def test_layer_lr_refuses_a_wrong_length_or_negative_factors(value):
+    with pytest.raises(ValueError, match="layer_lr must be null, a number >= 0 or a list of 2 numbers"):
+        _module(layer_lr=value)
+
+
+def test_layer_lr_with_lbfgs_may_only_freeze_layers():
+    from functools import partial
+
+    _module(optimizer=partial(torch.optim.LBFGS, lr=1), layer_lr=[0, 1])  # freezing: one group, accepted
+    with pytest.raises(ValueError, match="L-BFGS takes one learning rate"):
+        _module(optimizer=partial(torch.optim.LBFGS, lr=1), layer_lr=[0.5, 1])
+
+
+def test_dbn_train_layer_lr_keeps_a_frozen_layer_pretrained_and_refuses_a_wrong_length(tmp_path):
+    from dbn.errors import ConfigError
+    from dbn.training.pipeline import run
+    from tests.test_train import make_cfg
+
+    run(make_cfg(tmp_path, "finetune.layer_lr=[0,1]"))
+    pretrained, tuned = DBN.load(tmp_path / "dbn_pretrained.pt"), DBN.load(tmp_path)
+    assert torch.equal(pretrained.layers[0].weight, tuned.layers[0].weight)
+    assert torch.equal(pretrained.layers[0].hidden_bias, tuned.layers[0].hidden_bias)
+    assert not torch.allclose(pretrained.layers[1].weight, tuned.layers[1].weight)  # the check can fail
+    with pytest.raises(ConfigError, match="list of 2 numbers"):
+        run(make_cfg(tmp_path / "bad", "finetune.layer_lr=[0,1,1]"))
+
+
+def test_fit_resumed_from_its_epoch_checkpoint_ends_where_an_uninterrupted_fit_ends_schedule_and_layer_lr_included(tmp_path):
+    """The per-factor parameter groups and their scaled schedule come back from the epoch checkpoint: the schedule
+    resumes at the epoch it had reached (the checkpoint is written before the epoch's scheduler step)."""
+    from functools import partial
+
+    import lightning as L
+
+    from dbn.data.base import batch_loader
+    from dbn.training import resume
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(96, 20, generator=g), torch.randint(0, 4, (96,), generator=g)
+
+    def fit(epochs: int, ckpt) -> FineTuneModule:
+        L.seed_everything(0, verbose=False)
+        module = _module(optimizer=partial(torch.optim.Adam, lr=0.02), layer_lr=[0.5, 0], batch_size=16,
+                         batch_norm="identity", scheduler=partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=4))
+        trainer = L.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_model_summary=False)
+        trainer.fit(module, train_dataloaders=batch_loader(x, y, batch_size=16, shuffle=True),
+                    **resume.attach(trainer, ckpt))
+        return module
+
+    straight = fit(4, tmp_path / "a.ckpt")
+    fit(2, tmp_path / "b.ckpt")  # "killed" after two epochs
+    resumed = fit(4, tmp_path / "b.ckpt")
+    torch.manual_seed(0)
+    start = DBN([20, 12, 6], n_classes=4)
+    assert not torch.allclose(straight.dbn.layers[0].weight, start.layers[0].weight)  # the check can fail: it trained
+    assert straight.lr_schedulers().last_epoch == resumed.lr_schedulers().last_epoch == 4
+    for (name, p), q in zip(straight.dbn.state_dict().items(), resumed.dbn.state_dict().values()):
+        assert torch.equal(p, q), name

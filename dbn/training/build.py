@@ -30,7 +30,7 @@ from dbn.rbm import RBM
 from dbn.rundir import RunDir
 from dbn.training.console import StageProgress
 from dbn.training.distributed import resolve_strategy
-from dbn.training.finetune import FineTuneModule, check_batch_norm, check_optimizer
+from dbn.training.finetune import FineTuneModule, check_batch_norm, check_layer_lr, check_optimizer
 from dbn.training.pretrain import layer_schedules
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,8 @@ def check_config(cfg: DictConfig) -> None:
         try:
             check_optimizer(instantiate_checked(ft.optimizer, "finetune.optimizer"), bool(ft.get("centering")))
             check_batch_norm(ft.get("batch_norm"))
+            check_layer_lr(layer_lr(ft), n_conv + len(cfg.model.hidden),
+                           instantiate_checked(ft.optimizer, "finetune.optimizer"))
         except ValueError as e:
             raise ConfigError(str(e)) from None
         if ft.get("batch_norm") == "identity" and not enabled(cfg.get("pretrain")):
@@ -259,6 +261,12 @@ def pretrain_trainer(cfg: DictConfig, net: DBN, i: int, schedule: dict, n_train:
 
 
 # --- fine-tuning --------------------------------------------------------------------------------------
+def layer_lr(ft: DictConfig):
+    """``finetune.layer_lr`` as a plain number, list or None (a config list becomes a Python one)."""
+    value = ft.get("layer_lr")
+    return OmegaConf.to_object(value) if OmegaConf.is_config(value) else value
+
+
 def finetune_module(cfg: DictConfig, net: DBN) -> FineTuneModule:
     """The fine-tuning module of ``finetune.*`` for a DBN with its head."""
     ft = cfg.finetune
@@ -267,7 +275,7 @@ def finetune_module(cfg: DictConfig, net: DBN) -> FineTuneModule:
                           dropout=float(ft.dropout), augment=augment(cfg), input_dropout=float(ft.input_dropout),
                           label_smoothing=float(ft.label_smoothing), batch_size=int(ft.batch_size),
                           steps_per_batch=int(ft.steps_per_batch), centering=bool(ft.get("centering", False)),
-                          batch_norm=ft.get("batch_norm"))
+                          batch_norm=ft.get("batch_norm"), layer_lr=layer_lr(ft))
 
 
 def finetune_trainer(cfg: DictConfig, n_train: int, has_val: bool) -> L.Trainer:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import lightning as L
@@ -39,6 +40,29 @@ def check_batch_norm(value) -> str | None:
                          "function; standard starts with scale 1 and shift 0 (each pre-activation standardised from "
                          "the first step), the usual start for a net from random init")
     return value
+
+
+def check_layer_lr(value, n_layers: int, optimizer=None) -> tuple[float, ...] | None:
+    """``layer_lr`` as one learning-rate factor per stack layer (bottom first), or None (every factor 1).
+
+    ``value``: None, one number for every layer, or a list of ``n_layers`` numbers, each >= 0 (0 freezes the
+    layer). ``optimizer``: its class or a partial of one, to refuse factors that L-BFGS cannot take (it has one
+    parameter group: freezing layers is all it allows). ValueError naming the fix otherwise."""
+    if value is None:
+        return None
+    factors = [value] * n_layers if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+    try:
+        factors = tuple(float(f) for f in factors if not isinstance(f, bool))
+    except (TypeError, ValueError):
+        factors = ()
+    if len(factors) != n_layers or not all(f >= 0 for f in factors):  # NaN fails f >= 0 too
+        raise ValueError(f"finetune.layer_lr must be null, a number >= 0 or a list of {n_layers} numbers >= 0 (one "
+                         f"learning-rate factor per stack layer, bottom first; 0 freezes a layer), got {value!r}")
+    cls = getattr(optimizer, "func", optimizer)
+    if isinstance(cls, type) and issubclass(cls, torch.optim.LBFGS) and set(factors) - {0.0, 1.0}:
+        raise ValueError(f"L-BFGS takes one learning rate for all it trains, so finetune.layer_lr can only freeze "
+                         f"layers (factors 0 or 1), got {value!r}; use finetune/optimizer=adam for other factors")
+    return factors
 
 
 def smoothed_targets(y: Tensor, logits: Tensor, eps: float) -> Tensor:
@@ -105,6 +129,11 @@ class FineTuneModule(L.LightningModule):
             bottom-up pass again and computes exactly what the normalised net computed in evaluation mode. Under
             DDP each rank normalises by its own batch's statistics (``trainer.sync_batchnorm=true``: all ranks'),
             and the running statistics are averaged over ranks before every validation and before folding.
+        layer_lr: one factor on the optimizer's learning rate for every layer of the stack, or a list of one per
+            layer, bottom first (each layer's weights, hidden biases and batch normalisation); the head keeps the
+            full rate. 0 freezes a layer: its parameters take no gradient and stay out of the optimizer (batch
+            normalisation still follows the batches' statistics). None: every layer at the full rate. A pretrained
+            stack fine-tuned on few labels can keep more of what it learned from unlabelled data this way.
     """
 
     def __init__(
@@ -121,6 +150,7 @@ class FineTuneModule(L.LightningModule):
         steps_per_batch: int = 1,
         centering: bool = False,
         batch_norm: str | None = None,
+        layer_lr: float | list[float] | None = None,
     ) -> None:
         super().__init__()
         if dbn.head is None:
@@ -150,6 +180,7 @@ class FineTuneModule(L.LightningModule):
         self.train_loss, self.val_loss, self.test_loss = (MeanMetric() for _ in range(3))
         self.centering = bool(centering)
         check_optimizer(optimizer, self.centering)
+        self.layer_lr = check_layer_lr(layer_lr, len(dbn.layers), optimizer)
         if self.centering:  # one (mean, scale) pair per layer above the data and for the head; set at the first batch
             for i, (weight, _, n_means) in enumerate(self._centered_layers()):
                 self.register_buffer(f"center_mean_{i}", weight.new_zeros(n_means))
@@ -170,6 +201,8 @@ class FineTuneModule(L.LightningModule):
             return
         used = {id(p) for rbm in self.dbn.layers for p in (rbm.weight, rbm.hidden_bias)} | {id(p) for p in self.dbn.head.parameters()}
         self._frozen = [p for p in self.dbn.parameters() if p.requires_grad and id(p) not in used]
+        self._frozen += [p for factor, params in zip(self.layer_lr or (), self._layer_parameters())
+                         if factor == 0 for p in params if p.requires_grad]  # layer_lr 0: frozen layers
         for p in self._frozen:
             p.requires_grad_(False)
 
@@ -228,9 +261,22 @@ class FineTuneModule(L.LightningModule):
         acc.reset()
         loss.reset()
 
+    def on_train_start(self) -> None:
+        # a fit resumed from resume.EpochCheckpoint's file: that checkpoint is written before this module's
+        # epoch-end hook steps the scheduler, so it holds one step fewer than the epochs it finished; catch up here
+        # (a SIGTERM checkpoint, written mid-epoch after that epoch's steps, needs none)
+        scheduler = self.lr_schedulers()
+        if scheduler is None or scheduler.last_epoch >= self.current_epoch:
+            return
+        with warnings.catch_warnings():  # this process has not stepped the (restored) optimizer yet: torch warns
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()` before")
+            while scheduler.last_epoch < self.current_epoch:
+                scheduler.step()
+
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")
-        # manual optimisation: the epoch's scheduler step is ours (Lightning's own comes at this point too)
+        # manual optimisation: the epoch's scheduler step is ours (Lightning steps schedulers only under automatic
+        # optimisation)
         scheduler = self.lr_schedulers()
         if scheduler is not None:
             scheduler.step()
@@ -423,9 +469,25 @@ class FineTuneModule(L.LightningModule):
     def test_step(self, batch, batch_idx):
         self._shared_step(batch, "test")
 
+    def _layer_parameters(self) -> list[list[torch.nn.Parameter]]:
+        """Each stack layer's trained parameters: weight, hidden bias and its batch normalisation's scale and shift."""
+        norms = self.norms if self.batch_norm else [None] * len(self.dbn.layers)
+        return [[rbm.weight, rbm.hidden_bias] + (list(norm.parameters()) if norm is not None else [])
+                for rbm, norm in zip(self.dbn.layers, norms)]
+
     def configure_optimizers(self):
         factory = self.optimizer_factory or (lambda params: torch.optim.Adam(params, lr=1e-3, fused=True))
-        opt = factory([p for p in self.parameters() if p.requires_grad])
+        trained = [p for p in self.parameters() if p.requires_grad]
+        if self.layer_lr is None:
+            opt = factory(trained)
+        else:  # one parameter group per factor (the head's, 1, included); each group's rate scaled once made
+            factor_of = {id(p): f for f, params in zip(self.layer_lr, self._layer_parameters()) for p in params}
+            groups: dict[float, list] = {}
+            for p in trained:
+                groups.setdefault(factor_of.get(id(p), 1.0), []).append(p)
+            opt = factory([{"params": params} for params in groups.values()])
+            for group, factor in zip(opt.param_groups, groups):
+                group["lr"] *= factor
         check_optimizer(type(opt), self.centering)  # a factory that is not a class or partial shows its class only here
         if self.scheduler_factory is None:
             return opt
