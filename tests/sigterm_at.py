@@ -26,3 +26,17 @@ class SigtermAt(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.ckpt_path is None and (getattr(pl_module, "layer_index", None), trainer.current_epoch, batch_idx) == (self.layer, self.epoch, self.batch):
             os.kill(os.getpid(), signal.SIGTERM)
+
+
+class KillAt(L.Callback):
+    """SIGKILL this process as fine-tuning epoch ``epoch`` starts (after the previous epoch's checkpoint was written).
+
+    Only in a fit that starts afresh, as :class:`SigtermAt`; a kill between two epochs, placed exactly.
+    """
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.ckpt_path is None and trainer.current_epoch == self.epoch:
+            os.kill(os.getpid(), signal.SIGKILL)

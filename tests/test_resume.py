@@ -90,6 +90,29 @@ def test_sigkill_in_layer_2_resumes_there_and_ends_where_an_uninterrupted_run_en
 
 
 @pytest.mark.slow
+def test_sigkill_in_fine_tuning_resumes_its_learning_rate_schedule_and_ends_where_an_uninterrupted_run_ends(tmp_path):
+    """Killed as fine-tuning epoch 3 starts, with a cosine schedule: the resumed run's schedule goes on from epoch 3 and
+    the run ends bitwise where the uninterrupted one does (before the fix the schedule resumed one epoch late)."""
+    args = ["model.hidden=[32,16]", "pretrain.epochs=2", "finetune.epochs=6", "finetune.optimizer.lr=0.01",
+            "finetune.scheduler={_target_:torch.optim.lr_scheduler.CosineAnnealingLR,_partial_:true,T_max:6}"]
+
+    def start(run_dir: Path, *extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "dbn.cli.train", *args, *extra, f"hydra.run.dir={run_dir}"],
+                              capture_output=True, text=True, cwd=tmp_path, timeout=300, env=_env())
+
+    reference = start(tmp_path / "straight")
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    killed = start(tmp_path / "run", "+callbacks.finetune.kill={_target_:sigterm_at.KillAt,epoch:3}")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    ckpt = torch.load(tmp_path / "run" / "resume" / "finetune-last.ckpt", weights_only=True)
+    assert ckpt["epoch"] == 2 and ckpt["lr_schedulers"][0]["last_epoch"] == 2  # saved before epoch 2's scheduler step
+    resumed = _resume(tmp_path / "run")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    ref_w, w = _weights(tmp_path / "straight"), _weights(tmp_path / "run")
+    assert ref_w.keys() == w.keys() and all(torch.equal(ref_w[k], w[k]) for k in w)
+
+
+@pytest.mark.slow
 def test_sigterm_checkpoints_the_epoch_in_progress_and_exits_143(tmp_path, uninterrupted):
     """SIGTERM after batch 3 of layer 1's epoch 2 (sent by the process itself, so it always lands mid-epoch)."""
     run_dir = tmp_path / "run"
