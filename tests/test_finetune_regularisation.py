@@ -231,3 +231,22 @@ def test_fit_resumed_from_its_epoch_checkpoint_ends_where_an_uninterrupted_fit_e
     assert straight.lr_schedulers().last_epoch == resumed.lr_schedulers().last_epoch == 4
     for (name, p), q in zip(straight.dbn.state_dict().items(), resumed.dbn.state_dict().values()):
         assert torch.equal(p, q), name
+
+
+def test_weight_averaging_updates_once_per_lightning_batch_not_per_optimizer_step(tmp_path):
+    """What docs/configuration.md says of ``callbacks.finetune.ema``: Lightning's EMA callback averages at the end of
+    each Lightning batch, which holds ``steps_per_batch`` optimizer steps, so its ``decay`` is per batch."""
+    import lightning as L
+    from lightning.pytorch.callbacks import EMAWeightAveraging
+
+    from dbn.data.base import batch_loader
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(96, 20, generator=g), torch.randint(0, 4, (96,), generator=g)
+    module = _module(batch_size=8, steps_per_batch=4)  # 96 rows: 3 Lightning batches of 4 steps an epoch
+    ema = EMAWeightAveraging(decay=0.9)
+    trainer = L.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, default_root_dir=tmp_path,
+                        callbacks=[ema])
+    trainer.fit(module, train_dataloaders=batch_loader(x, y, batch_size=module.loader_batch_size, shuffle=True))
+    assert trainer.global_step == 24  # optimizer steps
+    assert int(ema._average_model.n_averaged) == 6  # averaging updates: one per Lightning batch
