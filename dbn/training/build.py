@@ -97,10 +97,10 @@ def check_config(cfg: DictConfig) -> None:
                 raise ConfigError(f"finetune.{key} must be a number in [0, 1), got {value!r}")
         augment(cfg)
         try:
-            check_optimizer(instantiate_checked(ft.optimizer, "finetune.optimizer"), bool(ft.get("centering")))
+            optimizer = instantiate_checked(ft.optimizer, "finetune.optimizer")
+            check_optimizer(optimizer, bool(ft.get("centering")))
             check_batch_norm(ft.get("batch_norm"))
-            check_layer_lr(layer_lr(ft), n_conv + len(cfg.model.hidden),
-                           instantiate_checked(ft.optimizer, "finetune.optimizer"))
+            check_layer_lr(layer_lr(ft), n_conv + len(cfg.model.hidden), optimizer)
         except ValueError as e:
             raise ConfigError(str(e)) from None
         if ft.get("batch_norm") == "identity" and not enabled(cfg.get("pretrain")):
