@@ -1,12 +1,17 @@
-"""Fine-tuning regularisers: input dropout and label smoothing, against their definitions."""
+"""Fine-tuning regularisers and options: input dropout, label smoothing, per-layer learning rates (layer_lr), weight
+averaging; against their definitions."""
 
 from __future__ import annotations
 
+from functools import partial
+
+import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
 
 from dbn import DBN
+from dbn.data.base import batch_loader
 from dbn.training.finetune import FineTuneModule
 
 
@@ -145,8 +150,6 @@ def _one_sgd_step(module: FineTuneModule) -> tuple[dict, dict]:
 
 
 def test_layer_lr_scales_each_layers_step_and_zero_freezes_it():
-    from functools import partial
-
     lr = 0.1
     module = _module(optimizer=partial(torch.optim.SGD, lr=lr), layer_lr=[0, 0.5])
     grads, steps = _one_sgd_step(module)
@@ -160,8 +163,6 @@ def test_layer_lr_scales_each_layers_step_and_zero_freezes_it():
 
 
 def test_layer_lr_one_number_scales_the_stack_and_the_scheduler_starts_from_the_scaled_rates():
-    from functools import partial
-
     module = _module(optimizer=partial(torch.optim.Adam, lr=0.01), layer_lr=0.25,
                      scheduler=partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=10))
     module.setup("fit")
@@ -179,8 +180,6 @@ def test_layer_lr_refuses_a_wrong_length_or_negative_factors(value):
 
 
 def test_layer_lr_with_lbfgs_may_only_freeze_layers():
-    from functools import partial
-
     _module(optimizer=partial(torch.optim.LBFGS, lr=1), layer_lr=[0, 1])  # freezing: one group, accepted
     with pytest.raises(ValueError, match="L-BFGS takes one learning rate"):
         _module(optimizer=partial(torch.optim.LBFGS, lr=1), layer_lr=[0.5, 1])
@@ -203,11 +202,6 @@ def test_dbn_train_layer_lr_keeps_a_frozen_layer_pretrained_and_refuses_a_wrong_
 def test_fit_resumed_from_its_epoch_checkpoint_ends_where_an_uninterrupted_fit_ends_schedule_and_layer_lr_included(tmp_path):
     """The per-factor parameter groups and their scaled schedule come back from the epoch checkpoint: the schedule
     resumes at the epoch it had reached (the checkpoint is written before the epoch's scheduler step)."""
-    from functools import partial
-
-    import lightning as L
-
-    from dbn.data.base import batch_loader
     from dbn.training import resume
 
     g = torch.Generator().manual_seed(0)
@@ -236,10 +230,8 @@ def test_fit_resumed_from_its_epoch_checkpoint_ends_where_an_uninterrupted_fit_e
 def test_weight_averaging_updates_once_per_lightning_batch_not_per_optimizer_step(tmp_path):
     """What docs/configuration.md says of ``callbacks.finetune.ema``: Lightning's EMA callback averages at the end of
     each Lightning batch, which holds ``steps_per_batch`` optimizer steps, so its ``decay`` is per batch."""
-    import lightning as L
     from lightning.pytorch.callbacks import EMAWeightAveraging
 
-    from dbn.data.base import batch_loader
 
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(96, 20, generator=g), torch.randint(0, 4, (96,), generator=g)
