@@ -200,9 +200,10 @@ class FineTuneModule(L.LightningModule):
         # the model), given back in teardown so the RBMs stay trainable afterwards
         if stage != "fit":
             return
-        used = {id(p) for rbm in self.dbn.layers for p in (rbm.weight, rbm.hidden_bias)} | {id(p) for p in self.dbn.head.parameters()}
+        layers = self._layer_parameters()
+        used = {id(p) for params in layers for p in params} | {id(p) for p in self.dbn.head.parameters()}
         self._frozen = [p for p in self.dbn.parameters() if p.requires_grad and id(p) not in used]
-        self._frozen += [p for factor, params in zip(self.layer_lr or (), self._layer_parameters())
+        self._frozen += [p for factor, params in zip(self.layer_lr or (), layers)
                          if factor == 0 for p in params if p.requires_grad]  # layer_lr 0: frozen layers
         for p in self._frozen:
             p.requires_grad_(False)
