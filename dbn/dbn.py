@@ -332,5 +332,9 @@ def _dropout(h: Tensor, p: float) -> Tensor:
     a compare (1.5 ms against 0.7 ms for a 100 x 2000 batch on 2 cores), a seventh of a fine-tuning
     step of the 784-500-500-2000 net.
     """
-    keep = torch.rand(h.shape, dtype=h.dtype, device=h.device).ge_(p).mul_(1.0 / (1.0 - p))
-    return h * keep
+    return h * keep_mask(h, p)
+
+
+def keep_mask(h: Tensor, p: float) -> Tensor:
+    """The inverted-dropout factors of :func:`_dropout`, 1[r ≥ p] / (1 - p) with r ~ U(0, 1), shaped like ``h``."""
+    return torch.rand(h.shape, dtype=h.dtype, device=h.device).ge_(p).mul_(1.0 / (1.0 - p))

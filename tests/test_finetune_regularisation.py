@@ -120,7 +120,7 @@ def test_default_finetune_optimizer_is_fused_adam_with_the_same_updates_as_torch
 
 @pytest.mark.parametrize("eps", [0.05, 0.1, 0.5])
 def test_smoothed_targets_give_torchs_label_smoothing_loss_and_gradient(eps):
-    from dbn.training.finetune import smoothed_targets
+    from dbn.backprop import smoothed_targets
 
     logits = torch.randn(32, 7, generator=torch.Generator().manual_seed(1), dtype=torch.float64, requires_grad=True)
     y = torch.randint(0, 7, (32,), generator=torch.Generator().manual_seed(2))
