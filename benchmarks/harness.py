@@ -277,21 +277,31 @@ def finetune_lightning_run(x: Tensor, y: Tensor, batch: int, epochs: int, seed: 
     return {"periods": clock.periods}
 
 
-def finetune_plain_run(x: Tensor, y: Tensor, batch: int, epochs: int, seed: int = 0) -> dict:
-    """The same net and work in a plain loop: dropout 0.2, cross-entropy, fused Adam, the epoch's loss and accuracy."""
+def finetune_plain_run(x: Tensor, y: Tensor, batch: int, epochs: int, seed: int = 0, autograd: bool = False) -> dict:
+    """The same net and work in a plain loop: dropout 0.2, cross-entropy, fused Adam, the epoch's loss and accuracy.
+
+    The gradient as FineTuneModule takes it for this net (``dbn.backprop.cross_entropy_backward``), or with
+    ``autograd`` by ``loss.backward()`` (the same numbers, bit for bit, recorded and walked as a graph)."""
     import torch.nn.functional as F
 
+    from dbn.backprop import cross_entropy_backward
+
     net = _finetune_net(seed).train()
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3, fused=True)
+    for rbm in net.layers:  # as FineTuneModule.setup: the feed-forward net does not use them
+        rbm.visible_bias.requires_grad_(False)
+    opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-3, fused=True)
     marks = [time.perf_counter()]
     for _ in range(epochs):
         sums = torch.zeros(3)
         for idx in torch.randperm(len(x)).split(batch):
             xb, yb = x[idx], y[idx]
-            logits = net(xb, dropout=0.2)
-            loss = F.cross_entropy(logits, yb)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            if autograd:
+                logits = net(xb, dropout=0.2)
+                loss = F.cross_entropy(logits, yb)
+                loss.backward()
+            else:
+                loss, logits = cross_entropy_backward(net, xb, yb, dropout=0.2)
             opt.step()
             sums += torch.stack([loss.detach() * len(yb), (logits.argmax(1) == yb).sum(), torch.tensor(float(len(yb)))])
         float(sums[0])  # the epoch's loss, read once

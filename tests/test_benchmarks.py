@@ -56,7 +56,7 @@ def test_cd1_benchmark_quick_smoke(tmp_path):
     report = json.loads(out.read_text())
     rates = _numbers(report, "samples_per_s")
     assert len(rates) >= 22 and all(r > 0 for r in rates)  # 4 eager configurations x (a)-(e) less bf16's (c), 1 compiled x 3
-    assert all(report["finetune"][k] > 0 for k in ("a", "b", "ceiling"))
+    assert all(report["finetune"][k] > 0 for k in ("a", "b", "e", "ceiling"))
     assert all(v[k] > 0 for v in report["compile"].values() for k in ("eager", "compiled"))
     assert all(s > 0 for s in _numbers(report, "s_per_epoch")) and len(report["scaling"]["rows"]) == 7
     assert all(m > 0 for m in _numbers(report["memory"], "peak_rss_mib") + _numbers(report["memory"], "rss_mib"))
