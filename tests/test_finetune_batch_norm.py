@@ -56,7 +56,7 @@ def _perturb(module: FineTuneModule) -> None:
             norm.bias.copy_(torch.randn(n, generator=g, dtype=torch.float64))
             norm.running_mean.copy_(torch.randn(n, generator=g, dtype=torch.float64))
             norm.running_var.copy_(torch.rand(n, generator=g, dtype=torch.float64) + 0.1)
-    module.norms_ready.fill_(True)
+    module._set_flag("norms_ready")
 
 
 @pytest.mark.parametrize("make", NETS.values(), ids=NETS.keys())
@@ -172,3 +172,34 @@ def test_identity_start_without_pretraining_warns_before_training(tmp_path, capl
         build.check_config(make_cfg(tmp_path, "pretrain=none", "finetune.batch_norm=standard"))
         build.check_config(make_cfg(tmp_path, "finetune.batch_norm=identity"))
     assert "batch_norm" not in caplog.text
+
+
+def test_state_flags_come_back_with_a_loaded_state_dict():
+    """A module loaded from a folded one must not normalise again: the flags the steps read (Python mirrors of the
+    buffers) are read back from the state dict."""
+    module = FineTuneModule(_dense(), batch_norm="identity").double().eval()
+    _perturb(module)
+    module.fold_batch_norm()
+    fresh = FineTuneModule(_dense(), batch_norm="identity").double().eval()
+    assert not fresh._flag("norms_folded")
+    fresh.load_state_dict(module.state_dict())
+    assert fresh._flag("norms_folded") and fresh._flag("norms_ready")
+    x = _x(module.dbn, seed=4)
+    torch.testing.assert_close(fresh(x), module.dbn(x))
+
+
+@pytest.mark.parametrize("kwargs", [{"batch_norm": "identity"}, {"centering": True, "dropout": 0.2}])
+def test_a_forward_pass_reads_no_tensor_on_the_host(kwargs, monkeypatch):
+    """``bool(buffer)`` in a step would synchronise a GPU every step (STYLE: no host reads in a step)."""
+    module = FineTuneModule(_dense(), **kwargs).double().train()
+    x = _x(module.dbn)
+    if kwargs.get("centering"):
+        module._start_centering(x)
+    else:
+        module._start_batch_norm(x)
+    reads = []
+    real = torch.Tensor.__bool__
+    monkeypatch.setattr(torch.Tensor, "__bool__", lambda t: reads.append(t.shape) or real(t))
+    module(x)
+    monkeypatch.undo()
+    assert reads == []

@@ -174,6 +174,10 @@ class FineTuneModule(L.LightningModule):
         # computed (and synced across ranks) in this module's epoch-end hooks, never lazily by Lightning
         self.train_acc, self.val_acc, self.test_acc = (MulticlassAccuracy(n, average="micro") for _ in range(3))
         self.train_loss, self.val_loss, self.test_loss = (MeanMetric() for _ in range(3))
+        # state flags, each a buffer (what a checkpoint keeps) mirrored as a Python bool, which the steps read: a CUDA
+        # buffer read on the host would synchronise the device at every step (set: _set_flag; loaded: _read_flags)
+        self._flags: dict[str, bool] = {}
+        self.register_load_state_dict_post_hook(_read_flags_after_load)
         self.centering = bool(centering)
         check_optimizer(optimizer, self.centering)
         self.layer_lr = check_layer_lr(layer_lr, len(dbn.layers), optimizer)
@@ -212,12 +216,12 @@ class FineTuneModule(L.LightningModule):
         if self.input_dropout > 0:
             x = F.dropout(x, self.input_dropout, self.training)
         centers = None
-        if self.centering and self.dropout > 0 and bool(self.center_ready):  # drop to the mean, not to 0
+        if self.centering and self.dropout > 0 and self._flag("center_ready"):  # drop to the mean, not to 0
             centers = []
             for i, rbm in enumerate(self.dbn.layers):  # a conv layer's means are per map: one per output value
                 mean = self.get_buffer(f"center_mean_{i}")
                 centers.append(mean.repeat_interleave(rbm.n_output // len(mean)) if len(mean) != rbm.n_output else mean)
-        norms = self.norms if self.batch_norm and not bool(self.norms_folded) else None
+        norms = self.norms if self.batch_norm and not self._flag("norms_folded") else None
         return self.dbn(x, dropout=self.dropout, centers=centers, norms=norms)
 
     def _loss(self, batch: tuple[Tensor, Tensor], stage: str) -> tuple[Tensor, Tensor]:
@@ -330,7 +334,14 @@ class FineTuneModule(L.LightningModule):
             overall = mean.mean()
             variance = (square - overall * overall).clamp_min(0.0)
             self.get_buffer(f"center_scale_{i}").copy_(torch.where(variance > 1e-12, variance.rsqrt(), 1.0).squeeze())
-        self.center_ready.fill_(True)
+        self._set_flag("center_ready")
+
+    def _flag(self, name: str) -> bool:
+        return self._flags.get(name, False)
+
+    def _set_flag(self, name: str) -> None:
+        self.get_buffer(name).fill_(True)
+        self._flags[name] = True
 
     def _several_ranks(self) -> bool:
         return self._trainer is not None and self.trainer.world_size > 1
@@ -350,7 +361,7 @@ class FineTuneModule(L.LightningModule):
         the standard deviation and mean of its layer's pre-activations, measured through the un-normalised stack,
         over all ranks. ``"standard"``: PyTorch's start, kept."""
         if self.batch_norm == "standard":
-            self.norms_ready.fill_(True)
+            self._set_flag("norms_ready")
             return
         stats, h = [], x
         for rbm, norm in zip(self.dbn.layers, self._batch_norms()):
@@ -365,14 +376,14 @@ class FineTuneModule(L.LightningModule):
             norm.running_var.copy_(variance)
             norm.weight.copy_((variance + norm.eps).sqrt())
             norm.bias.copy_(mean)
-        self.norms_ready.fill_(True)
+        self._set_flag("norms_ready")
 
     @torch.no_grad()
     def fold_batch_norm(self) -> None:
         """Fold each normalisation, as evaluation mode applies it, into its layer: W ← s·W, c ← s·c + t (s, t per
         hidden unit or map). Afterwards the DBN alone computes what the normalised net did; a no-op without
         ``batch_norm``, once folded, or before the first batch set the normalisations."""
-        if not self.batch_norm or bool(self.norms_folded) or not bool(self.norms_ready):
+        if not self.batch_norm or self._flag("norms_folded") or not self._flag("norms_ready"):
             return
         self._average_running_statistics()
         for rbm, norm in zip(self.dbn.layers, self._batch_norms()):
@@ -380,7 +391,7 @@ class FineTuneModule(L.LightningModule):
             shift = norm.bias - scale * norm.running_mean
             rbm.weight.mul_(scale.to(rbm.weight.dtype).view(-1, *[1] * (rbm.weight.dim() - 1)))
             rbm.hidden_bias.mul_(scale.to(rbm.hidden_bias.dtype)).add_(shift.to(rbm.hidden_bias.dtype))
-        self.norms_folded.fill_(True)
+        self._set_flag("norms_folded")
 
     def _batch_norms(self) -> list[torch.nn.modules.batchnorm._BatchNorm]:
         return [norm.bn for norm in self.norms]
@@ -404,7 +415,7 @@ class FineTuneModule(L.LightningModule):
             norm.running_var.copy_(var)
 
     def on_validation_epoch_start(self) -> None:
-        if self.batch_norm and not bool(self.norms_folded):
+        if self.batch_norm and not self._flag("norms_folded"):
             self._average_running_statistics()  # every rank validates (and checkpoints) the same net
 
     def on_fit_end(self) -> None:
@@ -455,9 +466,9 @@ class FineTuneModule(L.LightningModule):
         x_all, y_all = batch
         size = int(self.hparams.batch_size or len(x_all))
         opt = self.optimizers()
-        if self.centering and not self.center_ready:
+        if self.centering and not self._flag("center_ready"):
             self._start_centering(x_all)
-        if self.batch_norm and not self.norms_ready:
+        if self.batch_norm and not self._flag("norms_ready"):
             self._start_batch_norm(x_all)
         loss, seen = None, {}  # the last evaluation of each step, for the epoch metrics
         closed_form = self._closed_form()
@@ -515,6 +526,13 @@ class FineTuneModule(L.LightningModule):
         if self.scheduler_factory is None:
             return opt
         return {"optimizer": opt, "lr_scheduler": {"scheduler": self.scheduler_factory(opt), "interval": "epoch"}}
+
+
+def _read_flags_after_load(module: FineTuneModule, incompatible_keys) -> None:
+    """After ``load_state_dict`` (a resumed fit, a loaded checkpoint): the state flags' mirrors read from their
+    buffers, once."""
+    module._flags = {name: bool(buffer) for name, buffer in module._buffers.items()
+                     if name in ("center_ready", "norms_ready", "norms_folded") and buffer is not None}
 
 
 class PreactivationNorm(torch.nn.Module):
