@@ -1,23 +1,26 @@
-"""The fine-tuning gradient of a dense sigmoid stack with a softmax head, by hand: autograd's numbers, bit for bit.
+"""The fine-tuning gradient of a dense stack with a softmax head, by hand: autograd's numbers, bit for bit.
 
-The feed-forward net of a DBN of dense layers with binary hidden units is
+The feed-forward net of a DBN of dense layers is
 
-    h_0 = x,   s_l = sigmoid(c_l + W_l·(h_{l-1} / σ²)),   h_l = s_l ⊙ m_l,   z = b + V·h_L,
+    h_0 = x,   s_l = f_l(a_l),   a_l = c_l + W_l·(h_{l-1} / σ²),   h_l = s_l ⊙ m_l,   z = b + V·h_L,
 
-(m_l: the inverted-dropout mask, 1[r ≥ p] / (1 - p); σ² only on the first layer, from its Gaussian visible units),
+(f_l: the mean of the layer's hidden units, sigmoid for binary units and softplus for rectified ones; m_l: the
+inverted-dropout mask, 1[r ≥ p] / (1 - p); σ² only on the first layer, from its Gaussian visible units),
 and its loss the mean cross-entropy against target probabilities t (one-hot or label-smoothed),
 L = -Σ_i t_i·log_softmax(z_i) / B. Back-propagation is
 
     δ_z = ∂L/∂z = log_softmax's backward of -t / B,    ∂L/∂V = δ_zᵀ h_L,   ∂L/∂b = Σ_i δ_z,
-    δ_l = sigmoid's backward of (δ_{l+1} W_{l+1}) ⊙ m_l,  ∂L/∂W_l = δ_lᵀ (h_{l-1} / σ²),   ∂L/∂c_l = Σ_i δ_l,
+    δ_l = f_l's backward of (δ_{l+1} W_{l+1}) ⊙ m_l,  ∂L/∂W_l = δ_lᵀ (h_{l-1} / σ²),   ∂L/∂c_l = Σ_i δ_l,
 
 with δ_{L+1} W_{L+1} read as δ_z V. Each step calls the kernel autograd itself calls for it
-(``_log_softmax_backward_data``, ``sigmoid_backward``, ``mm``, ``sum``) in autograd's order, so the gradients
+(``_log_softmax_backward_data``, ``sigmoid_backward`` or ``softplus_backward``, ``mm``, ``sum``) in autograd's
+order, and the forward pass is the one autograd records (``F.softplus``, not :func:`dbn.special.softplus`'s faster
+form), so the gradients
 are autograd's to the last bit (a test pins this) and a fine-tuning run is the same run either way; what goes is
 the per-step cost of recording and walking the graph (on one CPU thread about a third of a step of the
 13-128-128-3 net at batch 64 that ``DBNClassifier`` fits on wine).
 
-Other nets (convolutional layers, other hidden units, batch normalisation, centering) go through autograd.
+Other nets (convolutional layers, batch normalisation, centering) go through autograd.
 
 The maths imports only torch (see STYLE.md).
 """
@@ -25,14 +28,22 @@ The maths imports only torch (see STYLE.md).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from dbn.dbn import DBN, keep_mask
 
+#: hidden unit type -> (its mean as autograd records it, its backward: (gradient, pre-activation, mean) -> gradient)
+ACTIVATIONS = {
+    "bernoulli": (torch.sigmoid, lambda grad, pre, mean: torch.ops.aten.sigmoid_backward(grad, mean)),
+    "relu": (F.softplus, lambda grad, pre, mean: torch.ops.aten.softplus_backward(grad, pre, 1.0, 20.0)),
+}
+
 
 def closed_form_applies(dbn: DBN) -> bool:
-    """Whether :func:`cross_entropy_backward` covers ``dbn``: dense layers of Bernoulli hidden units and a head."""
-    return dbn.head is not None and all(not rbm.convolutional and rbm.hidden.name == "bernoulli" for rbm in dbn.layers)
+    """Whether :func:`cross_entropy_backward` covers ``dbn``: a head on dense layers of binary or rectified hidden
+    units (:data:`ACTIVATIONS`)."""
+    return dbn.head is not None and all(not rbm.convolutional and rbm.hidden.name in ACTIVATIONS for rbm in dbn.layers)
 
 
 @torch.no_grad()
@@ -48,14 +59,20 @@ def cross_entropy_backward(dbn: DBN, x: Tensor, y: Tensor, dropout: float = 0.0,
     Returns ``(loss, logits)``, detached: the loss is ``F.cross_entropy(logits, y)`` (against the smoothed targets).
     """
     if not closed_form_applies(dbn):
-        raise ValueError("cross_entropy_backward covers dense layers of Bernoulli hidden units with a head only")
-    inputs, outputs, masks = [], [], []
+        raise ValueError(f"cross_entropy_backward covers a head on dense layers of {' or '.join(ACTIVATIONS)} hidden "
+                         f"units only")
+    lowest = next((i for i, rbm in enumerate(dbn.layers)
+                   if rbm.weight.requires_grad or rbm.hidden_bias.requires_grad), len(dbn.layers))
+    inputs, pres, outputs, masks = [], [], [], []
     h = x
-    for rbm in dbn.layers:
+    for i, rbm in enumerate(dbn.layers):
         h = h if rbm.log_variance is None else h * torch.exp(-rbm.log_variance)
         inputs.append(h)
-        s = torch.sigmoid(torch.addmm(rbm.hidden_bias, h, rbm.weight.t()))
+        pre = torch.addmm(rbm.hidden_bias, h, rbm.weight.t())
+        # below the lowest trained layer autograd records nothing, and the units' mean may take its faster form
+        s = ACTIVATIONS[rbm.hidden.name][0](pre) if i >= lowest else rbm.hidden.mean(pre)
         mask = keep_mask(s, dropout) if dropout > 0 else None
+        pres.append(pre)
         outputs.append(s)
         masks.append(mask)
         h = s if mask is None else s * mask
@@ -74,8 +91,6 @@ def cross_entropy_backward(dbn: DBN, x: Tensor, y: Tensor, dropout: float = 0.0,
         upstream = targets * scale
     delta = torch._log_softmax_backward_data(upstream, log_probs, 1, log_probs.dtype)
 
-    lowest = next((i for i, rbm in enumerate(dbn.layers)
-                   if rbm.weight.requires_grad or rbm.hidden_bias.requires_grad), len(dbn.layers))
     _add_gradients(head.weight, head.bias, h, delta)
     weight = head.weight
     for i in range(len(dbn.layers) - 1, lowest - 1, -1):
@@ -83,7 +98,7 @@ def cross_entropy_backward(dbn: DBN, x: Tensor, y: Tensor, dropout: float = 0.0,
         upstream = delta.mm(weight)
         if masks[i] is not None:
             upstream = upstream * masks[i]
-        delta = torch.ops.aten.sigmoid_backward(upstream, outputs[i])
+        delta = ACTIVATIONS[rbm.hidden.name][1](upstream, pres[i], outputs[i])
         _add_gradients(rbm.weight, rbm.hidden_bias, inputs[i], delta)
         weight = rbm.weight
     return loss, logits

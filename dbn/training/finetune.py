@@ -91,7 +91,7 @@ class FineTuneModule(L.LightningModule):
             rows a batch (:attr:`loader_batch_size`) and each ``batch_size`` of them is one step. Lightning's
             per-batch bookkeeping is then paid once per ``steps_per_batch`` steps (manual optimisation: forward,
             ``manual_backward`` (gradients averaged across ranks under DDP), ``optimizer.step``). Where
-            :meth:`_closed_form` holds (dense sigmoid layers, one process, no autocast) the forward and backward
+            :meth:`_closed_form` holds (dense layers of binary or rectified units, one process, no autocast) the forward and backward
             pass are :func:`dbn.backprop.cross_entropy_backward` instead: the same gradients, bit for bit, no graph.
         centering: train in the centered, scaled parametrization of every layer above the data (the centering
             trick for backprop: Montavon & Müller 2012; LeCun et al. 1998, "Efficient BackProp"). A layer whose
@@ -434,7 +434,7 @@ class FineTuneModule(L.LightningModule):
 
     def _closed_form(self) -> bool:
         """Whether training steps take the hand-derived gradient of :func:`~dbn.backprop.cross_entropy_backward`
-        (autograd's numbers at less cost per step): dense sigmoid layers, no centering or batch normalisation,
+        (autograd's numbers at less cost per step): dense layers of binary or rectified units, no centering or batch normalisation,
         one process (under DDP autograd's hooks average the gradients), and no mixed precision (autocast)."""
         return (self._trainer is not None and not self.centering and not self.batch_norm
                 and closed_form_applies(self.dbn) and not self._several_ranks()
