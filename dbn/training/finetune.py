@@ -254,7 +254,7 @@ class FineTuneModule(L.LightningModule):
 
     def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
         loss, logits = self._loss(batch, stage)
-        self._update_metrics(stage, logits, batch[1], loss.view(1), torch.tensor([len(batch[1])], device=loss.device))
+        self._update_metrics(stage, logits, batch[1], loss.view(1), torch.full((1,), len(batch[1]), device=loss.device))
         return loss
 
     def _logging_batch(self) -> bool:
@@ -492,7 +492,8 @@ class FineTuneModule(L.LightningModule):
         if seen:
             starts = sorted(seen)  # every step of the batch, in order: the logits cover y_all
             losses = torch.stack([seen[s][0] for s in starts])
-            sizes = torch.tensor([min(size, len(y_all) - s) for s in starts], device=losses.device)
+            sizes = torch.full((len(starts),), size, device=losses.device)  # made on the device: no host copy
+            sizes[-1] = len(y_all) - starts[-1]
             self._update_metrics("train", torch.cat([seen[s][1] for s in starts]), y_all, losses, sizes)
         if loss is not None and self._logging_batch():  # this rank's last step; epoch values (all ranks): _log_epoch
             self.log(f"{self.prefix}/train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
