@@ -195,3 +195,29 @@ def test_centered_fit_measures_once_and_checkpoints_the_statistics(tmp_path):
     assert {"center_mean_0", "center_scale_0", "center_mean_1", "center_scale_1", "center_ready"} <= set(ckpt)
     torch.testing.assert_close(ckpt["center_mean_0"], measured)
     assert torch.isfinite(module.dbn.head.weight).all()
+
+
+def test_a_resumed_centered_fit_ends_where_an_uninterrupted_one_ends(tmp_path):
+    """The statistics and the flag that they are set come back from the epoch checkpoint: the resumed fit neither
+    measures them again on its first batch nor drops units to 0 instead of their means."""
+    from dbn.training import resume
+
+    x, y = _data(_dense(), n=96)
+
+    def fit(epochs: int, ckpt) -> FineTuneModule:
+        L.seed_everything(0, verbose=False)
+        module = FineTuneModule(_dense(), centering=True, dropout=0.2, batch_size=16,
+                                optimizer=lambda p: torch.optim.Adam(p, lr=0.01)).double()
+        trainer = L.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_model_summary=False,
+                            precision="64-true")
+        trainer.fit(module, train_dataloaders=batch_loader(x, y, batch_size=16, shuffle=True),
+                    **resume.attach(trainer, ckpt))
+        return module
+
+    straight = fit(4, tmp_path / "a.ckpt")
+    fit(2, tmp_path / "b.ckpt")  # "killed" after two epochs
+    resumed = fit(4, tmp_path / "b.ckpt")
+    assert resumed._flag("center_ready")
+    assert not torch.equal(straight.dbn.layers[0].weight, _dense().layers[0].weight)  # it trained
+    for (name, p), q in zip(straight.dbn.state_dict().items(), resumed.dbn.state_dict().values()):
+        assert torch.equal(p, q), name
