@@ -91,8 +91,9 @@ class FineTuneModule(L.LightningModule):
             rows a batch (:attr:`loader_batch_size`) and each ``batch_size`` of them is one step. Lightning's
             per-batch bookkeeping is then paid once per ``steps_per_batch`` steps (manual optimisation: forward,
             ``manual_backward`` (gradients averaged across ranks under DDP), ``optimizer.step``). Where
-            :meth:`_closed_form` holds (dense layers of binary or rectified units, one process, no autocast) the forward and backward
-            pass are :func:`dbn.backprop.cross_entropy_backward` instead: the same gradients, bit for bit, no graph.
+            :meth:`_closed_form` holds (dense layers of binary or rectified units, one process, no autocast), the
+            forward and backward passes are :func:`dbn.backprop.cross_entropy_backward` instead: the same
+            gradients, bit for bit, without a graph.
         centering: train in the centered, scaled parametrization of every layer above the data (the centering
             trick for backprop: Montavon & Müller 2012; LeCun et al. 1998, "Efficient BackProp"). A layer whose
             inputs h (the outputs of the layer below: sigmoid values around 0.5, or pooled maps) have mean μ and
@@ -175,7 +176,8 @@ class FineTuneModule(L.LightningModule):
         self.train_acc, self.val_acc, self.test_acc = (MulticlassAccuracy(n, average="micro") for _ in range(3))
         self.train_loss, self.val_loss, self.test_loss = (MeanMetric() for _ in range(3))
         # state flags, each a buffer (what a checkpoint keeps) mirrored as a Python bool, which the steps read: a CUDA
-        # buffer read on the host would synchronise the device at every step (set: _set_flag; loaded: _read_flags)
+        # buffer read on the host would synchronise the device at every step (set: _set_flag; after load_state_dict:
+        # _read_flags_after_load)
         self._flags: dict[str, bool] = {}
         self.register_load_state_dict_post_hook(_read_flags_after_load)
         self.centering = bool(centering)
@@ -434,8 +436,9 @@ class FineTuneModule(L.LightningModule):
 
     def _closed_form(self) -> bool:
         """Whether training steps take the hand-derived gradient of :func:`~dbn.backprop.cross_entropy_backward`
-        (autograd's numbers at less cost per step): dense layers of binary or rectified units, no centering or batch normalisation,
-        one process (under DDP autograd's hooks average the gradients), and no mixed precision (autocast)."""
+        (autograd's numbers at less cost per step): dense layers of binary or rectified units, no centering or
+        batch normalisation, one process (under DDP autograd's hooks average the gradients), and no mixed precision
+        (autocast would change the kernels)."""
         return (self._trainer is not None and not self.centering and not self.batch_norm
                 and closed_form_applies(self.dbn) and not self._several_ranks()
                 and self.trainer.precision in ("32-true", "64-true"))
