@@ -304,6 +304,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--parts", nargs="+", choices=PARTS, default=list(PARTS),
         help=f"tables to make (default all: {' '.join(PARTS)})")
     add("--seed", type=int, default=0, help="seed of every fit (default 0)")
+    add("--data-root", default=None, help="folder of the Fashion-MNIST idx files (default: data=fashion_mnist's, "
+                                          "/usr/share/datasets/fashion-mnist)")
     add("--json", metavar="PATH", help="also write every number (and each epoch's time) as JSON to PATH")
     add("--quick", action="store_true",
         help="smoke test: " + ", ".join(f"{k}={v}" for k, v in QUICK.items()) + " (overriding those flags); "
@@ -327,10 +329,10 @@ def main(argv: list[str] | None = None) -> None:
     if "memory" in args.parts:  # first, before the full data set is loaded
         size = min(args.memory_size, args.limit or args.memory_size)
         harness.progress(f"memory: {args.memory_epochs} epochs on {size:,} images")
-        x_mem = harness.load_fashion_mnist(size)[0]
+        x_mem = harness.load_fashion_mnist(size, root=args.data_root)[0]
         report["memory"] = memory.run_memory(x_mem, args.hidden, args.batch, args.memory_epochs, args.seed)
         emit(memory.table(report["memory"]))
-    x, test_x = harness.load_fashion_mnist(args.limit)
+    x, test_x = harness.load_fashion_mnist(args.limit, root=args.data_root)
     configs = [("fp32", args.batch, args.hidden)] if "main" in args.parts else []
     if "extra" in args.parts:
         configs += [("bf16", args.batch, args.hidden), ("bf16", args.batch, args.hidden, True),
@@ -343,7 +345,8 @@ def main(argv: list[str] | None = None) -> None:
         report["bf16_recon"] = bf16_recon(x, test_x, args.hidden, args.batch, args.bf16_epochs, args.seed)
         emit(recon_table(report["bf16_recon"], bool(args.limit)))
     if "finetune" in args.parts:
-        x_ft, _, y_ft = harness.load_fashion_mnist(min(args.finetune_size, args.limit or args.finetune_size), labels=True)
+        x_ft, _, y_ft = harness.load_fashion_mnist(min(args.finetune_size, args.limit or args.finetune_size), labels=True,
+                                                   root=args.data_root)
         report["finetune"] = finetune_part(x_ft, y_ft, args)
         emit(finetune_table(report["finetune"], bool(args.limit)))
     if "compile" in args.parts:

@@ -43,12 +43,12 @@ def progress(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def load_fashion_mnist(limit: int | None = None, labels: bool = False) -> tuple[Tensor, ...]:
+def load_fashion_mnist(limit: int | None = None, labels: bool = False, root: str | None = None) -> tuple[Tensor, ...]:
     """Fashion-MNIST (first ``limit`` training images, test images) as float32 (n, 784) in [0, 1]; with ``labels``,
-    also the training labels."""
+    also the training labels. ``root``: the idx files' folder (default: ``data=fashion_mnist``'s)."""
     from dbn.data import IdxDataModule
 
-    dm = IdxDataModule(name="fashion_mnist", val_fraction=0.0, limit=limit)
+    dm = IdxDataModule(name="fashion_mnist", root=root, val_fraction=0.0, limit=limit)
     dm.setup()
     return (dm.train_x, dm.test_x, dm.train_y) if labels else (dm.train_x, dm.test_x)
 

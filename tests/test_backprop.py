@@ -173,3 +173,22 @@ def test_the_closed_form_is_used_only_where_it_covers_the_run():
         other = FineTuneModule(_net(), **kwargs)
         other._trainer = type("T", (), {"precision": "32-true", "world_size": 1})()
         assert not other._closed_form(), kwargs
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("hidden", ["bernoulli", "relu"])
+def test_on_cuda_the_gradients_are_autograds_bit_for_bit_too(hidden):
+    """The same kernels on the GPU (cuBLAS products, the CUDA backward kernels): the run is the same run there too."""
+    reference, ours = (_net((784, 500, 500, 2000), n_classes=10, hidden=hidden).cuda() for _ in range(2))
+    for net in (reference, ours):
+        for rbm in net.layers:
+            rbm.visible_bias.requires_grad_(False)
+    g = torch.Generator(device="cuda").manual_seed(2)
+    x = torch.rand(100, 784, generator=g, device="cuda")
+    y = torch.randint(0, 10, (100,), generator=g, device="cuda")
+    loss_ref, logits_ref = _autograd(reference, x, y, 0.2, 0.1, seed=3)
+    torch.manual_seed(3)
+    loss, logits = cross_entropy_backward(ours, x, y, 0.2, 0.1)
+    assert torch.equal(loss, loss_ref) and torch.equal(logits, logits_ref)
+    for (name, a), b in zip(reference.named_parameters(), ours.parameters()):
+        assert (a.grad is None and b.grad is None) or torch.equal(a.grad, b.grad), name
