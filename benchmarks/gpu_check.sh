@@ -39,7 +39,7 @@ run)
 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name() if torch.cuda.is_available() else '')"
   } > "$out/setup.txt" 2>&1
   # the tests with a CUDA path (each module imports only what the device image has)
-  "$py" -m pytest -q -p no:cacheprovider -rs -k cuda tests/test_backprop.py tests/test_sklearn_dropin.py \
+  "$py" -m pytest -q -p no:cacheprovider -rs -k cuda tests/test_backprop.py tests/test_sklearn.py tests/test_sklearn_dropin.py \
     > "$out/pytest_cuda.txt" 2>&1 || true
   "$py" benchmarks/cd1_throughput.py --parts gpu --gpu-batches 1000 10000 --data-root .device/fashion-mnist \
     --json "$out/cd1_gpu.json" > "$out/cd1_gpu.md" 2> "$out/cd1_gpu.err" || true

@@ -126,7 +126,7 @@ def test_nets_it_does_not_cover_are_named_and_refused():
         cross_entropy_backward(conv, torch.rand(4, 64), torch.zeros(4, dtype=torch.int64))
 
 
-def _fit(monkeypatch, closed_form: bool, **kwargs) -> tuple[DBN, FineTuneModule, int, L.Trainer]:
+def _fit(monkeypatch, closed_form: bool, accelerator: str = "cpu", **kwargs) -> tuple[DBN, FineTuneModule, int, L.Trainer]:
     net = _net()
     torch.manual_seed(5)
     module = FineTuneModule(net, optimizer=lambda p: torch.optim.Adam(p, lr=1e-2), dropout=0.2, input_dropout=0.1,
@@ -144,15 +144,19 @@ def _fit(monkeypatch, closed_form: bool, **kwargs) -> tuple[DBN, FineTuneModule,
     g = torch.Generator().manual_seed(6)
     x, y = torch.rand(96, 20, generator=g), torch.randint(0, 5, (96,), generator=g)
     trainer = L.Trainer(max_epochs=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False)
+                        enable_model_summary=False, accelerator=accelerator, devices=1)
     trainer.fit(module, batch_loader(x, y, batch_size=module.loader_batch_size, shuffle=True))
     monkeypatch.undo()
     return net, module, calls["closed"], trainer
 
 
-def test_a_fine_tuning_run_is_the_same_run_with_or_without_autograd(monkeypatch):
-    ours, _, closed, trainer = _fit(monkeypatch, closed_form=True)
-    reference, _, none, reference_trainer = _fit(monkeypatch, closed_form=False)
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.parametrize("accelerator", ["cpu", pytest.param("gpu", marks=CUDA, id="cuda")])
+def test_a_fine_tuning_run_is_the_same_run_with_or_without_autograd(monkeypatch, accelerator):
+    ours, _, closed, trainer = _fit(monkeypatch, closed_form=True, accelerator=accelerator)
+    reference, _, none, reference_trainer = _fit(monkeypatch, closed_form=False, accelerator=accelerator)
     assert closed == 3 * 6 and none == 0  # 96 rows, 16 a step, 3 epochs: every step took the closed form
     for (name, a), b in zip(ours.state_dict().items(), reference.state_dict().values()):
         assert torch.equal(a, b), name
@@ -175,7 +179,7 @@ def test_the_closed_form_is_used_only_where_it_covers_the_run():
         assert not other._closed_form(), kwargs
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@CUDA
 @pytest.mark.parametrize("hidden", ["bernoulli", "relu"])
 def test_on_cuda_the_gradients_are_autograds_bit_for_bit_too(hidden):
     """The same kernels on the GPU (cuBLAS products, the CUDA backward kernels): the run is the same run there too."""

@@ -411,3 +411,18 @@ def test_a_device_this_machine_lacks_is_a_value_error_naming_the_parameter_befor
     x = np.random.default_rng(0).random((20, 6))
     with pytest.raises(ValueError, match=rf"device={device!r}.*{message}.*'cpu'"):
         estimator(device=device).fit(x, np.arange(20) % 2)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_dbn_classifier_on_cuda_learns_as_on_the_cpu_and_keeps_its_model_on_the_cpu():
+    """The whole fit on the GPU (pretraining, the hand-derived fine-tuning gradient, prediction): the device's own
+    random draws give another fit, of the same quality."""
+    x, y = load_digits(return_X_y=True)
+    x = x / 16.0
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, random_state=0, stratify=y)
+    params = {"random_state": 0, "finetune_epochs": 20}
+    gpu = DBNClassifier(**params, device="cuda").fit(x_train, y_train)
+    cpu = DBNClassifier(**params).fit(x_train, y_train)
+    assert gpu.score(x_test, y_test) > 0.93 and abs(gpu.score(x_test, y_test) - cpu.score(x_test, y_test)) < 0.03
+    assert all(p.device.type == "cpu" for p in gpu.dbn_.parameters())
+    np.testing.assert_allclose(gpu.predict_proba(x_test).sum(1), 1.0, rtol=1e-5)
