@@ -92,6 +92,38 @@ def test_weight_averaging_callback_from_config_tests_and_saves_the_averaged_weig
     assert acc == pytest.approx(results["finetune"]["test_acc"], abs=1e-6) and acc > 0.5
 
 
+def test_a_weight_average_that_would_keep_much_of_the_start_is_warned_of_before_fine_tuning(tmp_path, caplog):
+    """The dense recipe's decay 0.999 suits its 50 epochs (2,750 averaging updates keep 6% of the first one's
+    weights) but not 5 of them (275 updates keep 76%: a 5-epoch run of it tested 33%): the warning names the key and a
+    decay that fits, and comes before fine-tuning starts."""
+    import logging
+
+    from hydra import compose, initialize_config_module
+
+    from dbn.training.build import weight_averaging_warnings
+    from dbn.training.pipeline import run
+    from tests.test_train import make_cfg
+
+    with initialize_config_module("dbn.conf", version_base="1.3"):
+        recipe = compose("train", overrides=["run_dir=unused", "experiment=fashion_mnist_dbn"])
+        plain = compose("train", overrides=["run_dir=unused"])
+    assert weight_averaging_warnings(recipe, 55 * 50) == []  # 55 Lightning batches of 1,000 rows an epoch
+    (message,) = weight_averaging_warnings(recipe, 55 * 5)
+    assert "callbacks.finetune.ema" in message and "76%" in message and "callbacks.finetune.ema.decay=0.991" in message
+    assert 0.991 ** 274 <= 0.1 < 0.992 ** 274  # the suggested decay is the largest (to 3 places) that fits
+    assert weight_averaging_warnings(plain, 10) == []  # no averaging configured
+
+    steps = ["pretrain.epochs=1", "finetune.epochs=2", "+callbacks.finetune.ema._target_=lightning.pytorch.callbacks.EMAWeightAveraging"]
+    with caplog.at_level(logging.WARNING, logger="dbn.training.build"):
+        run(make_cfg(tmp_path / "short", *steps, "+callbacks.finetune.ema.decay=0.999"))
+    warned = [r.getMessage() for r in caplog.records if "callbacks.finetune.ema:" in r.getMessage()]
+    assert len(warned) == 1 and "decay 0.999" in warned[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="dbn.training.build"):
+        run(make_cfg(tmp_path / "fits", *steps, "+callbacks.finetune.ema.decay=0.5"))
+    assert not [r for r in caplog.records if "callbacks.finetune.ema:" in r.getMessage()]
+
+
 def test_default_finetune_optimizer_is_fused_adam_with_the_same_updates_as_torchs_default_adam():
     from hydra import compose, initialize_config_module
     from hydra.utils import instantiate

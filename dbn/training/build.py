@@ -283,9 +283,36 @@ def finetune_trainer(cfg: DictConfig, n_train: int, has_val: bool) -> L.Trainer:
     monitors = {"loss": "finetune/train/loss", "acc": "finetune/train/acc"}
     if has_val:
         monitors |= {"val_loss": "finetune/val/loss", "val_acc": "finetune/val/acc"}
-    return trainer(cfg, "finetune", int(cfg.finetune.epochs), callbacks(cfg, "finetune", has_val), has_val,
-                   StageProgress("finetune", monitors), n_train=n_train,
-                   batch_size=int(cfg.finetune.batch_size) * int(cfg.finetune.steps_per_batch))
+    batch_size = int(cfg.finetune.batch_size) * int(cfg.finetune.steps_per_batch)
+    out = trainer(cfg, "finetune", int(cfg.finetune.epochs), callbacks(cfg, "finetune", has_val), has_val,
+                  StageProgress("finetune", monitors), n_train=n_train, batch_size=batch_size)
+    batches = math.ceil(math.ceil(n_train / out.world_size) / batch_size)  # each rank's Lightning batches an epoch
+    for message in weight_averaging_warnings(cfg, batches * int(out.max_epochs)):
+        log.warning(message)
+    return out
+
+
+def weight_averaging_warnings(cfg: DictConfig, batches: int) -> list[str]:
+    """A warning for each EMA callback of ``callbacks.finetune`` whose average, after the fit's ``batches`` Lightning
+    batches, would still weigh the weights of its first update by more than a tenth: the validated, tested and saved
+    net would then be largely the start of fine-tuning (the conv recipe with decay 0.999 over 825 batches: 71% test
+    accuracy against 92% without averaging). Lightning's ``EMAWeightAveraging`` updates once per Lightning batch
+    (``finetune.steps_per_batch`` optimizer steps) or per ``update_every_n_steps`` of them, from the first."""
+    out = []
+    for name, node in ((cfg.get("callbacks") or {}).get("finetune") or {}).items():
+        if node is None or not str(node.get("_target_", "")).endswith("EMAWeightAveraging"):
+            continue
+        decay, every = float(node.get("decay", 0.999)), max(1, int(node.get("update_every_n_steps", 1) or 1))
+        updates = batches // every
+        share = decay ** max(updates - 1, 0)
+        if share > 0.1:
+            suggested = math.floor(0.1 ** (1 / max(updates - 1, 1)) * 1000) / 1000
+            out.append(f"callbacks.finetune.{name}: decay {decay} over the fit's {updates} averaging updates (one per "
+                       f"Lightning batch of finetune.steps_per_batch={cfg.finetune.steps_per_batch} optimizer steps) "
+                       f"leaves {share:.0%} of the first update's weights in the average that is validated, tested "
+                       f"and saved; for this many updates set callbacks.finetune.{name}.decay={suggested} or lower "
+                       f"(a tenth or less), or fine-tune for more epochs")
+    return out
 
 
 # --- trainers -----------------------------------------------------------------------------------------
