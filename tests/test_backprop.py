@@ -143,8 +143,8 @@ def _fit(monkeypatch, closed_form: bool, accelerator: str = "cpu", **kwargs) -> 
         monkeypatch.setattr(FineTuneModule, "_closed_form", lambda self: False)
     g = torch.Generator().manual_seed(6)
     x, y = torch.rand(96, 20, generator=g), torch.randint(0, 5, (96,), generator=g)
-    trainer = L.Trainer(max_epochs=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, accelerator=accelerator, devices=1)
+    trainer = L.Trainer(max_epochs=3, logger=False, enable_checkpointing=False, enable_model_summary=False,
+                        accelerator=accelerator, devices=1)
     trainer.fit(module, batch_loader(x, y, batch_size=module.loader_batch_size, shuffle=True))
     monkeypatch.undo()
     return net, module, calls["closed"], trainer

@@ -286,8 +286,7 @@ def finetune_trainer(cfg: DictConfig, n_train: int, has_val: bool) -> L.Trainer:
     batch_size = int(cfg.finetune.batch_size) * int(cfg.finetune.steps_per_batch)
     out = trainer(cfg, "finetune", int(cfg.finetune.epochs), callbacks(cfg, "finetune", has_val), has_val,
                   StageProgress("finetune", monitors), n_train=n_train, batch_size=batch_size)
-    batches = math.ceil(math.ceil(n_train / out.world_size) / batch_size)  # each rank's Lightning batches an epoch
-    for message in weight_averaging_warnings(cfg, batches * int(out.max_epochs)):
+    for message in weight_averaging_warnings(cfg, rank_batches(n_train, out.world_size, batch_size) * int(out.max_epochs)):
         log.warning(message)
     return out
 
@@ -350,10 +349,14 @@ def trainer(cfg: DictConfig, stage: str, epochs: int, callbacks: list | None = N
     out = instantiate_checked(tcfg, "trainer", max_epochs=epochs, logger=logger(cfg, stage), callbacks=callbacks,
                               enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
                               default_root_dir=str(cfg.run_dir), **extra)
-    if n_train and batch_size:  # each rank's batches in an epoch: Lightning warns when the logging interval is longer
-        per_rank = math.ceil(math.ceil(n_train / out.world_size) / batch_size)
-        out.log_every_n_steps = max(1, min(out.log_every_n_steps, per_rank))
+    if n_train and batch_size:  # Lightning warns when the logging interval is longer than an epoch
+        out.log_every_n_steps = max(1, min(out.log_every_n_steps, rank_batches(n_train, out.world_size, batch_size)))
     return out
+
+
+def rank_batches(n_train: int, world_size: int, batch_size: int) -> int:
+    """Each rank's Lightning batches in an epoch of ``n_train`` rows shared by ``world_size`` ranks."""
+    return math.ceil(math.ceil(n_train / world_size) / batch_size)
 
 
 def logger(cfg: DictConfig, stage: str):
