@@ -25,6 +25,7 @@ from dbn.data import (
     PretrainDataModule,
     batch_loader,
     read_idx,
+    scale_pixels,
 )
 from dbn.data.base import TensorBatches
 
@@ -145,6 +146,17 @@ def test_read_idx_rejects_a_cut_off_or_fake_gzip_file(tmp_path):
     fake.write_bytes(gzip.decompress(fake.read_bytes()))  # .gz suffix, plain contents
     with pytest.raises(DataError, match=r"fake\.gz.*corrupt or truncated"):
         read_idx(fake)
+
+
+def test_scale_pixels_gives_numpy_float32_division_bit_for_bit():
+    every_byte = np.arange(256, dtype=np.uint8).reshape(1, 16, 16)
+    expected = every_byte.astype(np.float32) / 255.0
+    got = scale_pixels(every_byte)
+    assert got.dtype == torch.float32 and np.array_equal(got.numpy(), expected)
+    assert float(got.min()) == 0.0 and float(got.max()) == 1.0
+    # idx files of other types (big-endian ones included, which torch.from_numpy refuses) scale the same way
+    wide = np.arange(256, dtype=">i2").reshape(1, 16, 16)
+    assert np.array_equal(scale_pixels(wide).numpy(), expected)
 
 
 # IdxDataModule ---------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 from dbn.data.arrays import ArraysDataModule
 from dbn.data.base import TensorDataModule, batch_loader
 from dbn.data.digits import DigitsDataModule
-from dbn.data.idx import IdxDataModule, read_idx
+from dbn.data.idx import IdxDataModule, read_idx, scale_pixels
 from dbn.data.pretrain import PretrainDataModule
 from dbn.errors import DataError  # re-exported: `from dbn.data import DataError`
 
@@ -16,4 +16,5 @@ __all__ = [
     "TensorDataModule",
     "batch_loader",
     "read_idx",
+    "scale_pixels",
 ]

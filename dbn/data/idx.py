@@ -11,6 +11,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from dbn.data.base import TensorDataModule
 from dbn.errors import DataError
@@ -45,6 +46,14 @@ def read_idx(path: str | Path) -> np.ndarray:
     if len(body) != expected:
         raise DataError(f"{path} is truncated or corrupt: header says {tuple(dims)} ({expected} bytes), found {len(body)}")
     return np.frombuffer(body, dtype=dtype).reshape(tuple(dims)).copy()  # writable, as torch expects
+
+
+def scale_pixels(images: np.ndarray) -> torch.Tensor:
+    """uint8 pixels as float32 in [0, 1]: the float32 quotient p / 255, the value ``images.astype(np.float32) / 255``
+    gives, in one multi-threaded pass (numpy's two single-threaded passes took 0.9 s of a Fashion-MNIST run's start)."""
+    if images.dtype != np.uint8:  # another idx type (big-endian ones torch cannot take): numpy's way
+        return torch.from_numpy(images.astype(np.float32) / 255.0)
+    return torch.from_numpy(images).to(torch.float32).div_(255.0)
 
 
 def find_idx(root: Path, stem: str, subdir: str) -> Path | None:
@@ -115,8 +124,8 @@ class IdxDataModule(TensorDataModule):
         if self.limit is not None:
             x_train, y_train = x_train[: int(self.limit)], y_train[: int(self.limit)]
         return {
-            "x_train": x_train.astype(np.float32) / 255.0,
+            "x_train": scale_pixels(x_train),
             "y_train": y_train,
-            "x_test": arrays["images_test"].astype(np.float32) / 255.0,
+            "x_test": scale_pixels(arrays["images_test"]),
             "y_test": arrays["labels_test"],
         }
