@@ -388,7 +388,7 @@ def test_unlabelled_arrays_have_no_classes_and_serve_one_tensor_batches(tmp_path
 def _bad_input(tmp_path: Path, case: str) -> dict:
     """Constructor arguments for one kind of unusable input, with its files written."""
     x = np.random.default_rng(0).random((10, 3))
-    f = lambda name, a: save_as(tmp_path / name, a)  # noqa: E731
+    f = lambda name, a: save_as(tmp_path / name, a)
     if case == "labels length":
         return {"features": f("x.npy", x), "labels": f("y.npy", np.zeros(9, int))}
     if case == "nan features":
