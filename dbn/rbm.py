@@ -24,12 +24,17 @@ from __future__ import annotations
 
 import copy
 import numbers
+import weakref
 from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
 from dbn.units import Units, get_units
+
+#: each RBM's low-precision working copy with its parameter table, kept between updates (see RBM.working_copy);
+#: weak keys: a copy goes with its RBM, and none enters a state dict, a pickle or a deepcopy of the RBM
+_WORKING_COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class RBM(nn.Module):
@@ -218,11 +223,27 @@ class RBM(nn.Module):
 
     def working_copy(self, dtype: torch.dtype) -> RBM:
         """This RBM with detached parameters cast to ``dtype`` (itself when they already are): mixed precision's
-        low-precision copy, made once per update so that every product of the step reuses one cast of W."""
+        low-precision copy, refreshed once per update so that every product of the step reuses one cast of W.
+
+        One copy per RBM is kept and refreshed in place (``copy_`` rounds as ``.to`` does): no allocation per
+        update, and the same object at every update, so that a compiled step that takes it as an input keeps its
+        graph (making a new module inside the step broke dynamo's graph in four). It is made afresh when the
+        parameters change dtype, device, shape or set; its other attributes follow the RBM's at every call.
+        """
         if dtype == self.weight.dtype:
             return self
-        twin = copy.copy(self)  # shares the unit types and sizes; gets its own parameter table
-        twin._parameters = {k: None if p is None else p.detach().to(dtype) for k, p in self._parameters.items()}
+        params = self._parameters
+        kept = _WORKING_COPIES.get(self)
+        if kept is None or not _same_layout(kept[1], params, dtype):
+            kept = (copy.copy(self), {k: None if p is None else p.detach().to(dtype) for k, p in params.items()})
+            _WORKING_COPIES[self] = kept
+        else:
+            for k, p in params.items():
+                if p is not None:
+                    kept[1][k].copy_(p.detach())
+        twin, low = kept
+        twin.__dict__.update(self.__dict__)  # shares the unit types, sizes, buffers and flags of this moment
+        twin.__dict__["_parameters"] = low
         return twin
 
     def is_finite(self) -> Tensor:
@@ -233,3 +254,16 @@ class RBM(nn.Module):
     def init_visible_bias(self, data_mean: Tensor) -> None:
         """Set b so that the visible units start at the data's mean (Hinton 2010, section 8.1)."""
         self.visible_bias.copy_(self.visible.bias_for_mean(data_mean.to(self.visible_bias)))
+
+
+def _same_layout(low: dict[str, Tensor | None], params: dict[str, Tensor | None], dtype: torch.dtype) -> bool:
+    """Whether a kept low-precision parameter table still matches ``params`` (names, shapes, device) in ``dtype``."""
+    if low.keys() != params.keys():
+        return False
+    for k, p in params.items():
+        q = low[k]
+        if (p is None) != (q is None):
+            return False
+        if p is not None and (q.dtype != dtype or q.shape != p.shape or q.device != p.device):
+            return False
+    return True

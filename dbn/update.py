@@ -93,8 +93,11 @@ def cd_update(
         sgd = {name: s._replace(lr=_scalar(float(s.lr)), momentum=_scalar(float(s.momentum)),
                                 weight_decay=_scalar(float(s.weight_decay)) if s.weight_decay else None)
                for name, s in sgd.items()}
-    return step(rbm, v, sgd, k=k, chains=chains, sample_visible=sample_visible, mask=mask, sparsity=sparsity,
-                dtype=dtype, average=average, generator=generator, monitor=monitor, offsets=offsets)
+    # cast outside the step: the working copy is one module kept between updates, an input the compiled step can
+    # guard on; made inside it, dynamo broke the step's graph at the module's copy
+    work = rbm.working_copy(dtype or rbm.weight.dtype)
+    return step(rbm, work, v, sgd, k=k, chains=chains, sample_visible=sample_visible, mask=mask, sparsity=sparsity,
+                average=average, generator=generator, monitor=monitor, offsets=offsets)
 
 
 def compiled_cd_update() -> Callable[..., tuple[CDStep, Tensor | None]]:
@@ -123,12 +126,12 @@ class _SGD(NamedTuple):
     weight_decay: float | Tensor | None
 
 
-def _cd_step(rbm: RBM, v: Tensor, sgd: dict[str, _SGD], k: int, chains: Tensor | None, sample_visible: bool,
-             mask: Tensor | None, sparsity: Callable[[Tensor], Tensor] | None, dtype: torch.dtype | None,
+def _cd_step(rbm: RBM, work: RBM, v: Tensor, sgd: dict[str, _SGD], k: int, chains: Tensor | None,
+             sample_visible: bool, mask: Tensor | None, sparsity: Callable[[Tensor], Tensor] | None,
              average: Callable[[Tensor], Tensor] | None, generator: torch.Generator | None, monitor: bool,
              offsets: Offsets | None) -> tuple[CDStep, Tensor | None]:
-    """:func:`cd_update`'s chain, gradient and SGD passes, with the optimizer's state already read into ``sgd``."""
-    work = rbm.working_copy(dtype or rbm.weight.dtype)
+    """:func:`cd_update`'s chain, gradient and SGD passes on ``work`` (``rbm`` or its :meth:`~dbn.rbm.RBM.working_copy`
+    in the compute dtype), with the optimizer's state already read into ``sgd``."""
     dtype = work.weight.dtype
     work_chains = None if chains is None else chains.to(dtype)
     step = contrastive_divergence(work, v.to(dtype), k=k, chains=work_chains, sample_visible=sample_visible,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-
 from functools import partial
 
 import pytest
@@ -146,6 +145,52 @@ def test_bfloat16_update_runs_the_products_in_bfloat16_and_keeps_float32_master_
     assert (delta - ref).norm() < 0.05 * ref.norm()  # bf16 keeps 8 bits: a percent-level difference in the step
 
 
+def test_working_copy_is_kept_between_updates_and_always_equals_the_cast_parameters():
+    """Mixed precision's bf16 copy is one object per RBM, refreshed in place from the fp32 master at every call: the
+    values of ``p.to(bfloat16)`` (the rounding of the copy made afresh at every update before)."""
+    rbm = RBM(40, 20, visible="gaussian_learned", generator=torch.Generator().manual_seed(1))
+    opt = torch.optim.SGD(rbm.parameters(), lr=0.1, momentum=0.5)
+    first = rbm.working_copy(torch.bfloat16)
+    assert rbm.working_copy(torch.float32) is rbm
+    x = torch.randn(16, 40, generator=torch.Generator().manual_seed(2))
+    for _ in range(3):
+        cd_update(rbm, x, opt, dtype=torch.bfloat16)
+        twin = rbm.working_copy(torch.bfloat16)
+        assert twin is first and twin is not rbm
+        for (name, p), (twin_name, q) in zip(rbm.named_parameters(), twin.named_parameters(), strict=True):
+            assert name == twin_name and q.dtype == torch.bfloat16 and not q.requires_grad
+            assert torch.equal(q, p.detach().to(torch.bfloat16))  # the update moved p; the copy followed
+    assert not any("working" in k for k in rbm.state_dict())
+    rbm.double()  # float64 masters, or a parameter replaced by another tensor: the copy follows them too
+    rbm.hidden_bias = torch.nn.Parameter(torch.linspace(-1, 1, 20, dtype=torch.float64))
+    twin = rbm.working_copy(torch.bfloat16)
+    for p, q in zip(rbm.parameters(), twin.parameters(), strict=True):
+        assert torch.equal(q, p.detach().to(torch.bfloat16))
+
+
+@pytest.mark.slow
+def test_compiled_bfloat16_update_traces_whole_and_keeps_compiling_through_a_deep_stack(monkeypatch):
+    """pretrain.compile with bf16-mixed: the step compiles as one graph (making the working copy inside it broke
+    the graph, and the broken-off frames, shared by every layer, hit dynamo's recompilation limit at the ninth
+    layer of a stack and ran eagerly from then on; here that limit raises)."""
+    import torch._dynamo.config as dynamo_config
+    from torch._dynamo.utils import counters
+
+    monkeypatch.setattr(dynamo_config, "fail_on_recompile_limit_hit", True)
+    breaks = sum(counters["graph_break"].values())
+    widths = list(range(30, 8, -2))  # 10 layers
+    v = (torch.rand(37, widths[0], generator=torch.Generator().manual_seed(0)) < 0.4).float()
+    for layer, (n_v, n_h) in enumerate(itertools.pairwise(widths)):
+        module = RBMModule(RBM(n_v, n_h, generator=torch.Generator().manual_seed(layer)), batch_size=10,
+                           steps_per_batch=4, lr=0.1, momentum=0.5, compile=True)
+        w0 = module.rbm.weight.detach().clone()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            module.training_step((v,), 0)
+        assert module.rbm.weight.dtype == torch.float32 and not torch.equal(module.rbm.weight, w0)
+        v = module.rbm.hidden_mean(v).detach()
+    assert sum(counters["graph_break"].values()) == breaks
+
+
 def test_explicit_cd1_update_costs_four_products_of_five_products_work():
     """Positive and negative pre-activations, the reconstruction, and one stacked weight-gradient product."""
     from torch.utils._python_dispatch import TorchDispatchMode
@@ -266,7 +311,7 @@ def test_compiled_update_matches_the_eager_update_across_layers_schedules_and_sh
     for compiled in (False, True):
         graphs = counters["stats"]["unique_graphs"]
         params, v = [], x
-        for layer, (n_v, n_h) in enumerate(zip(widths, widths[1:])):
+        for layer, (n_v, n_h) in enumerate(itertools.pairwise(widths)):
             rbm = RBM(n_v, n_h, generator=torch.Generator().manual_seed(layer))
             module = RBMModule(rbm, batch_size=10, steps_per_batch=4, lr=0.1, momentum=0.5, weight_decay=1e-3,
                                centering=layer == 1, compile=compiled)
