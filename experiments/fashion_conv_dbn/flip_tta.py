@@ -15,7 +15,6 @@ import argparse
 from pathlib import Path
 
 import torch
-
 from omegaconf import OmegaConf
 
 from dbn.data import IdxDataModule
