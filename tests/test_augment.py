@@ -53,11 +53,45 @@ def test_shifted_content_is_zero_filled_not_wrapped():
     assert (outs.sum((1, 2)) < 16).any() and set(outs.unique().tolist()) <= {0.0, 1.0}
 
 
+def test_erasing_zeroes_one_rectangle_of_the_drawn_size_in_about_p_of_the_images():
+    torch.manual_seed(0)
+    n, side, p = 2000, 28, 0.5
+    x = torch.ones(n, side * side)
+    out = augment_images(x, side, erase=p).reshape(n, side, side)
+    zero = out == 0
+    erased = zero.any(-1).any(-1)
+    assert abs(erased.float().mean().item() - p) < 4 * (p * (1 - p) / n) ** 0.5  # Binomial(n, p): ±4 sd
+    for img in zero[erased]:
+        rows, cols = img.any(1).nonzero().flatten(), img.any(0).nonzero().flatten()
+        h, w = len(rows), len(cols)
+        assert rows[-1] - rows[0] + 1 == h and cols[-1] - cols[0] + 1 == w  # contiguous
+        assert img.sum() == h * w  # exactly the rectangle: one block, nothing else
+        assert h < side and w < side
+        assert 0.02 * side * side * 0.6 <= h * w <= 0.33 * side * side * 1.4  # the scale range, rounding aside
+        assert 0.3 / 2 <= h / w <= 3.3 * 2  # the ratio range, rounding aside
+    areas = zero[erased].sum((1, 2)).float() / side ** 2
+    assert 0.14 < areas.mean() < 0.21  # uniform area fraction on [0.02, 0.33]: mean 0.175
+    tops = torch.stack([img.any(1).nonzero()[0, 0] for img in zero[erased][:200]])
+    assert len(set(tops.tolist())) > 10  # each image draws its own position
+    assert torch.equal(x, torch.ones(n, side * side))  # input untouched
+
+
+def test_erasing_off_draws_nothing_so_earlier_augmentations_are_unchanged():
+    x = torch.rand(16, 64)
+    torch.manual_seed(3)
+    a = augment_images(x, 8, hflip=True, shift=2)
+    torch.manual_seed(3)
+    b = augment_images(x, 8, hflip=True, shift=2, erase=0.0)
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="probability"):
+        FineTuneModule(DBN([64, 8], n_classes=2), augment={"erase": 1.5})
+
+
 def test_augmentation_needs_square_images_and_known_keys():
     assert image_side(784) == 28
     with pytest.raises(ValueError, match="square"):
         image_side(30)
-    with pytest.raises(ValueError, match="hflip and shift"):
+    with pytest.raises(ValueError, match="hflip, shift and erase"):
         FineTuneModule(DBN([64, 8], n_classes=2), augment={"rotate": 10})
     with pytest.raises(ValueError, match="square"):
         FineTuneModule(DBN([30, 8], n_classes=2), augment={"hflip": True})

@@ -84,8 +84,9 @@ class FineTuneModule(L.LightningModule):
         label_smoothing: cross-entropy against targets smoothed by this much (training loss only;
             validation and test losses are the plain cross-entropy, comparable across runs).
         log_prefix: prefix of the logged names.
-        augment: training images only: ``{"hflip": bool, "shift": pixels}``, random left-right flips and
-            translations of the (square) input images; see :func:`dbn.data.augment.augment_images`.
+        augment: training images only: ``{"hflip": bool, "shift": pixels, "erase": probability}``, random
+            left-right flips, translations and erased rectangles of the (square) input images; see
+            :func:`dbn.data.augment.augment_images`.
         batch_size: rows of one optimizer step; None: one step per loader batch, whatever its size.
         steps_per_batch: optimizer steps per loader batch; the data module serves ``batch_size × steps_per_batch``
             rows a batch (:attr:`loader_batch_size`) and each ``batch_size`` of them is one step. Lightning's
@@ -237,7 +238,8 @@ class FineTuneModule(L.LightningModule):
         return F.cross_entropy(logits, y), logits
 
     def _augmented(self, x: Tensor) -> Tensor:
-        return augment_images(x, self.side, hflip=bool(self.augment.get("hflip")), shift=int(self.augment.get("shift", 0)))
+        return augment_images(x, self.side, hflip=bool(self.augment.get("hflip")), shift=int(self.augment.get("shift", 0)),
+                              erase=float(self.augment.get("erase", 0.0)))
 
     def _closed_form_backward(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         """(cross-entropy, logits) of a training batch, as :meth:`_loss` gives them, with every trained parameter's
