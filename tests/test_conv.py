@@ -266,7 +266,7 @@ def test_conv_recipe_composes_to_the_reported_settings(tmp_path):
     assert cfg.pretrain.layers["0"].lr == cfg.pretrain.layers["1"].lr == 0.002  # conv layers: the rate / positions
     f = cfg.finetune
     assert (f.epochs, f.batch_size, f.dropout, f.optimizer.lr, f.scheduler.T_max) == (15, 100, 0.0, 0.004, 15)
-    assert f.batch_norm == "identity" and not f.centering and dict(f.augment) == {"hflip": True, "shift": 0}
+    assert f.batch_norm == "identity" and not f.centering and dict(f.augment) == {"hflip": True, "shift": 0, "erase": 0.0}
     assert not baseline.pretrain.enabled and baseline.finetune.batch_norm == "standard"
     assert {k: v for k, v in baseline.finetune.items() if k != "batch_norm"} == {
         k: v for k, v in cfg.finetune.items() if k != "batch_norm"}
@@ -305,7 +305,7 @@ def test_few_label_tuning_script_builds_run_sh_commands_that_compose(tmp_path, m
     with initialize_config_module("dbn.conf", version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     f = cfg.finetune
-    assert (f.epochs, f.batch_size, f.label_smoothing, dict(f.augment)) == (300, 32, 0.1, {"hflip": True, "shift": 2})
+    assert (f.epochs, f.batch_size, f.label_smoothing, dict(f.augment)) == (300, 32, 0.1, {"hflip": True, "shift": 2, "erase": 0.0})
     assert cfg.data.labelled == 100 and cfg.data.val_fraction == 0.0333333 and cfg.seed == 10
     assert cfg.trainer.check_val_every_n_epoch == 300 and cfg.callbacks.finetune.model_checkpoint is None
     assert cfg.trainer.enable_progress_bar  # the tuning runs keep the user's default console
