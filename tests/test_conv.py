@@ -265,8 +265,8 @@ def test_conv_recipe_composes_to_the_reported_settings(tmp_path):
     assert cfg.pretrain.epochs == 3 and cfg.pretrain.lr == 0.05
     assert cfg.pretrain.layers["0"].lr == cfg.pretrain.layers["1"].lr == 0.002  # conv layers: the rate / positions
     f = cfg.finetune
-    assert (f.epochs, f.batch_size, f.dropout, f.optimizer.lr, f.scheduler.T_max) == (15, 100, 0.0, 0.004, 15)
-    assert f.batch_norm == "identity" and not f.centering and dict(f.augment) == {"hflip": True, "shift": 0, "erase": 0.0}
+    assert (f.epochs, f.batch_size, f.dropout, f.optimizer.lr, f.scheduler.T_max) == (30, 100, 0.0, 0.004, 30)
+    assert f.batch_norm == "identity" and not f.centering and dict(f.augment) == {"hflip": True, "shift": 1, "erase": 0.0}
     assert not baseline.pretrain.enabled and baseline.finetune.batch_norm == "standard"
     assert {k: v for k, v in baseline.finetune.items() if k != "batch_norm"} == {
         k: v for k, v in cfg.finetune.items() if k != "batch_norm"}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fashion-MNIST convolutional DBN (issue 16), per seed (default 0 1 2):
-#   1. experiment=fashion_mnist_conv pretrained, and the same CNN and fine-tuning budget from random init (its batch
+#   1. experiment=fashion_mnist_conv pretrained (30 fine-tuning epochs with flips and 1-pixel shifts since the
+#      twelfth session), and the same CNN and fine-tuning budget from random init (its batch
 #      normalisation starting standard, finetune.batch_norm=standard: the identity start keeps a pretrained
 #      stack's function, which a random one does not have);
 #   2. 100 and 1,000 labelled images (10 or 100 a class, drawn with the seed): fine-tuned from a pretrained stack
@@ -17,7 +18,7 @@
 # matplotlib for the figure (pip install -e ".[experiments]").
 # Usage: bash experiments/fashion_conv_dbn/run.sh [OUT_DIR] [SEED ...]
 set -euo pipefail
-out=${1:-runs/fashion_conv_dbn_v6}
+out=${1:-runs/fashion_conv_dbn_v7}
 shift || true
 seeds=("$@")
 [ ${#seeds[@]} -eq 0 ] && seeds=(0 1 2)
