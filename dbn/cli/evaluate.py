@@ -7,12 +7,13 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from dbn.cli import run_directory
+from dbn.cli import lean_gc, run_directory
 
 
 @hydra.main(version_base="1.3", config_path="pkg://dbn.conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
-    from dbn.eval.report import evaluate_run, format_report
+    with lean_gc():
+        from dbn.eval.report import evaluate_run, format_report
 
     try:
         result = evaluate_run(run_directory(cfg, "dbn-eval"), n_chains=cfg.n_chains, n_betas=cfg.n_betas,

@@ -9,6 +9,7 @@ import warnings
 import hydra
 from omegaconf import DictConfig
 
+from dbn.cli import lean_gc
 from dbn.errors import CollectiveError, ConfigError, DataError, DivergenceError
 from dbn.rundir import RunDir
 
@@ -24,11 +25,12 @@ def main(cfg: DictConfig) -> float | None:
     Exit codes: 2 a config or data error, 3 training diverged, 4 a collective across
     processes failed or timed out, 143 stopped by SIGTERM (resumable).
     """
-    from lightning.pytorch.utilities import rank_zero_only
-    from lightning.pytorch.utilities.exceptions import SIGTERMException
+    with lean_gc():
+        from lightning.pytorch.utilities import rank_zero_only
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-    from dbn.training.console import quiet_lightning
-    from dbn.training.pipeline import run, summary
+        from dbn.training.console import quiet_lightning
+        from dbn.training.pipeline import run, summary
 
     quiet_lightning()
     rank = rank_zero_only.rank
