@@ -23,8 +23,9 @@ def lean_gc() -> Iterator[None]:
 
     Importing Lightning (which imports torchmetrics, torchvision, scipy.signal, matplotlib and torch._dynamo)
     and the pipeline creates a few hundred thousand long-lived objects, and the collector walks all of them at
-    each full collection: four during those imports and more while the interpreter shuts down, about 2 s of
-    ``dbn-train``'s fixed cost on a 2-core CPU (``benchmarks/cli_vs_sklearn.py``). Inside the block the
+    each full collection: four during those imports and more while the interpreter shuts down, together
+    1.8 s of ``dbn-train``'s fixed cost on a 2-core CPU (6.09 -> 4.27 s, medians of ``dbn-train
+    pretrain.epochs=-1`` before and after: ``benchmarks/results/cd1_throughput.md``). Inside the block the
     collector is off; on leaving it, every object made so far moves into the permanent generation
     (:func:`gc.freeze`: never collected, never walked again) and the collector is back as it was, so later
     collections see only what the command itself makes; at exit the heap is frozen again, so shutdown does
